@@ -1,0 +1,70 @@
+"""Baldi, Sadowski & Lu (2018), Table 1 "MNIST Baseline" row and Figure 1: BP, RBP, SRBP, top layer only.
+
+784-100-100-100-100-10 tanh / softmax, cross-entropy, Glorot-normal weights and feedback, batch
+100, lr 0.1 with Keras decay 1e-6 per update, no momentum, 100 epochs, 5 seeds (one ensemble per
+rule). Paper (test accuracy, %, mean of 5): BP 97.9 (0.1), RBP 97.2 (0.1), SRBP 97.2 (0.2),
+top layer only 84.7 (0.7).
+
+Runtime: about 15 minutes on 2 CPU cores for the full run (5 seeds × 4 rules × 100 epochs);
+``--quick`` (5 000 examples, 3 epochs, 1 seed) takes seconds.
+
+    python experiments/baldi2018_table1_baseline.py [--quick] [--seeds N] [--out DIR]
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from lpfa import config as C
+from lpfa.experiment import load_runs, parser, run_all
+from lpfa.plots import curves
+from lpfa.report import comparison_table
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {"bp": 97.9, "rbp": 97.2, "srbp": 97.2, "top": 84.7}
+# issue targets: BP >= 97.5, RBP/SRBP >= 96.8, top layer only within 3 points of 84.7
+TARGETS = {"bp": 97.5, "rbp": 96.8, "srbp": 96.8, "top": (81.7, 87.7)}
+
+
+def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConfig]:
+    base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
+    n = seeds or (1 if quick else 5)
+    base = dataclasses.replace(base, seeds=tuple(range(n)), backend=backend)
+    if quick:
+        base = dataclasses.replace(
+            base,
+            data=dataclasses.replace(base.data, n_train=5000, n_test=2000),
+            train=dataclasses.replace(base.train, epochs=3),
+        )
+    return {
+        rule: dataclasses.replace(base, name=rule, channel=dataclasses.replace(base.channel, rule=C.Rule(rule)))
+        for rule in PAPER
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser(__doc__, "results/baldi2018_table1_baseline").parse_args(argv)
+    out = Path(args.out)
+    cfgs = configs(args.quick, args.seeds, args.backend)
+    runs = load_runs(out, list(cfgs)) if args.plot_only else run_all(cfgs, out, progress=False if args.quiet else None)
+    rows = []
+    for rule, history in runs.items():
+        last = max(r["epoch"] for r in history)
+        acc = [100 * r["test_acc"] for r in history if r["epoch"] == last]
+        mean = sum(acc) / len(acc)
+        std = (sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) ** 0.5 if len(acc) > 1 else 0.0
+        label = {"top": "top layer only"}.get(rule, rule.upper())
+        rows.append({"label": f"{label} (epoch {last})", "mean": mean, "std": std, "n": len(acc),
+                     "paper": PAPER[rule], "target": TARGETS[rule]})
+    table = comparison_table(rows, unit="test accuracy %")
+    (out / "table.md").write_text("# Baldi et al. 2018, Table 1, MNIST baseline\n\n" + table)
+    curves(runs, [("train_acc", "training accuracy"), ("test_acc", "test accuracy")],
+           out / "accuracy.png", title="Baldi et al. 2018 Fig. 1: MNIST 784-100x4-10 tanh")
+    curves(runs, [("angle_1", "layer 1"), ("angle_2", "layer 2"), ("angle_4", "layer 4")],
+           out / "angles.png", title="angle between the rule's and BP's hidden updates (°)")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

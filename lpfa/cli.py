@@ -1,0 +1,109 @@
+"""The ``lpfa`` command line.
+
+    lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--quiet]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lpfa import config as C
+
+__all__ = ["main"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """A plain-text table: one row per member, then mean ± std over members."""
+    members = summary["members"]
+    keys = [k for k in members[0] if k != "seed" and any(m[k] is not None for m in members)]
+    head = ["seed", *keys]
+    rows = [[str(m["seed"]), *(_fmt(m[k]) for k in keys)] for m in members]
+    if len(members) > 1:
+        rows.append(
+            ["mean±std"]
+            + [
+                f"{summary[k + '_mean']:.4f}±{summary[k + '_std']:.4f}" if k + "_mean" in summary else "—"
+                for k in keys
+            ]
+        )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lpfa.runfiles import RunWriter
+    from lpfa.train import DivergenceError, train
+
+    cfg = C.load(args.config, args.set)
+    out = Path(args.out) if args.out else Path("results") / cfg.name
+    writer = RunWriter(out, cfg)
+    print(
+        f"lpfa train {cfg.name}: rule={cfg.channel.rule.value}, sizes={list(cfg.model.sizes)}, "
+        f"data={cfg.data.name}, seeds={list(cfg.seeds)}, epochs={cfg.train.epochs}, "
+        f"backend={cfg.backend}",
+        flush=True,
+    )
+
+    def on_epoch(rows: list[dict[str, Any]]) -> None:
+        writer.rows(rows)
+        if not args.quiet:
+            key = "test_acc" if rows[0]["test_acc"] is not None else "test_nse"
+            vals = ", ".join(f"{r[key]:.4f}" for r in rows)
+            print(f"  epoch {rows[0]['epoch']:>4}  {key} per member: {vals}", flush=True)
+
+    try:
+        result = train(cfg, progress=None if not args.quiet else False, on_epoch=on_epoch)
+    except DivergenceError as err:
+        writer.summary({"name": cfg.name}, status="diverged", error=str(err))
+        print(f"error: {err}\nhistory so far is in {writer.history_path}", file=sys.stderr)
+        return 3
+    writer.summary(result.summary, status="done", meta=result.meta)
+    print()
+    print(summary_table(result.summary))
+    print(f"\nwrote {out}/config.json, history.csv, summary.json ({result.meta['seconds']:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lpfa``."""
+    p = argparse.ArgumentParser(prog="lpfa", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one configuration (an ensemble over its seeds)")
+    t.add_argument("config", help="a TOML run configuration, e.g. configs/baldi2018_mnist.toml")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field, e.g. --set train.epochs=5 --set channel.rule=srbp (repeatable)",
+    )
+    t.add_argument("--out", help="output folder (default: results/<name>)")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
+    t.set_defaults(func=_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; bad input prints one line naming the field and exits with status 2."""
+    args = build_parser().parse_args(argv)
+    from lpfa.data import DataError
+
+    try:
+        return args.func(args)
+    except (C.ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""Run configuration: frozen dataclasses, loaded from TOML, validated with clear errors.
+
+Every field is checked on construction; :func:`from_dict` also rejects unknown keys and wrong
+types and names the field by its dotted path (``train.lr=-1: must be > 0``). Variants are made
+with :func:`dataclasses.replace` or with command-line overrides (:func:`apply_overrides`).
+"""
+
+import dataclasses
+import enum
+import json
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Activation",
+    "ChannelConfig",
+    "ConfigError",
+    "DataConfig",
+    "Dist",
+    "Loss",
+    "ModelConfig",
+    "Rule",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "load",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed: ``path=value: what is allowed``."""
+
+    def __init__(self, path: str, value: Any, allowed: str):
+        self.path, self.value, self.allowed = path, value, allowed
+        super().__init__(f"{path}={value!r}: {allowed}")
+
+    def under(self, prefix: str) -> "ConfigError":
+        """The same error with its path placed under a section."""
+        return ConfigError(f"{prefix}.{self.path}", self.value, self.allowed)
+
+
+class _Named(enum.StrEnum):
+    """A string enum that accepts aliases and lists its values in errors."""
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> "_Named":
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            key = cls._aliases().get(key, key)
+            for member in cls:
+                if member.value == key:
+                    return member
+        names = ", ".join(m.value for m in cls)
+        aliases = ", ".join(f"{a} (= {v})" for a, v in cls._aliases().items())
+        raise ConfigError(path, value, f"must be one of {names}" + (f"; aliases {aliases}" if aliases else ""))
+
+
+class Rule(_Named):
+    """How the output error reaches the hidden layers (the learning channel's topology).
+
+    ``bp``: through the transposed forward weights (weight transport). ``rbp``: random
+    backpropagation / feedback alignment, layer by layer through fixed random matrices, times
+    f′. ``srbp``: skipped RBP / direct feedback alignment, the output error straight to each
+    hidden layer through its own random matrix, times that layer's f′. ``top``: only the top
+    layer learns.
+    """
+
+    BP = "bp"
+    RBP = "rbp"
+    SRBP = "srbp"
+    TOP = "top"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {"fa": "rbp", "dfa": "srbp", "top_layer_only": "top", "backprop": "bp"}
+
+
+class Activation(_Named):
+    """Transfer function f of a layer. ``softmax`` is allowed for the output layer only."""
+
+    LINEAR = "linear"
+    LOGISTIC = "logistic"
+    TANH = "tanh"
+    RELU = "relu"
+    SOFTMAX = "softmax"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {"sigmoid": "logistic", "identity": "linear"}
+
+
+class Loss(_Named):
+    """Output loss: ``squared`` is ½‖T − O‖², ``cross_entropy`` is −Σ T log O (per example)."""
+
+    SQUARED = "squared"
+    CROSS_ENTROPY = "cross_entropy"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return {"mse": "squared", "ce": "cross_entropy"}
+
+
+class Dist(_Named):
+    """Distribution of an initial forward matrix or of a feedback matrix.
+
+    ``uniform``: U[−s, s] (Lillicrap et al.'s ±ω). ``normal``: N(0, s²). ``glorot_normal``:
+    N(0, s²·2/(fan_in + fan_out)), the "scaled normal" of Baldi et al. (Glorot & Bengio 2010).
+    ``glorot_uniform``: U[−a, a] with a = s·√(6/(fan_in + fan_out)). ``s`` is the scale field.
+    """
+
+    UNIFORM = "uniform"
+    NORMAL = "normal"
+    GLOROT_NORMAL = "glorot_normal"
+    GLOROT_UNIFORM = "glorot_uniform"
+
+
+DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
+DTYPES = ("float32", "float64")
+BACKENDS = ("numpy", "cupy", "auto")
+
+
+def _require(ok: bool, path: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(path, value, allowed)
+
+
+def _positive_int(path: str, value: int) -> None:
+    _require(value >= 1, path, value, "must be an integer >= 1")
+
+
+def _finite(path: str, value: float, *, lo: float = -math.inf, strict: bool = False) -> None:
+    ok = math.isfinite(value) and (value > lo if strict else value >= lo)
+    _require(ok, path, value, f"must be finite and {'>' if strict else '>='} {lo:g}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataConfig:
+    """Which data the run learns from."""
+
+    name: str = "mnist"
+    """Data set: ``mnist``, ``fashion-mnist`` (IDX files, pixels scaled to [0, 1]), or a
+    synthetic task of Lillicrap et al.: ``linear-teacher`` (y = T x, x ~ N(0, I), T ~ U[−1, 1])
+    or ``tanh-teacher`` (a fixed random tanh network of ``teacher_sizes``)."""
+    n_train: int | None = None
+    """Training examples: the first n of the set; None = all (synthetic default 10 000)."""
+    n_test: int | None = None
+    """Test examples: the first n of the set; None = all (synthetic default 2 000)."""
+    seed: int = 0
+    """Seed of the synthetic task (teacher and inputs); unused by the image sets."""
+    teacher_sizes: tuple[int, ...] = (30, 20, 10, 10)
+    """Layer sizes of the ``tanh-teacher`` target network (input first)."""
+
+    def __post_init__(self) -> None:
+        _require(self.name in DATASETS, "name", self.name, f"must be one of {', '.join(DATASETS)}")
+        for name in ("n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive_int(name, value)
+        _require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
+        _require(
+            len(self.teacher_sizes) >= 2 and all(n >= 1 for n in self.teacher_sizes),
+            "teacher_sizes",
+            self.teacher_sizes,
+            "must list at least two layer sizes, each >= 1",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    """The forward network: a stack of crossbar arrays with their transfer functions."""
+
+    sizes: tuple[int, ...] = (784, 100, 100, 100, 100, 10)
+    """Units per layer, input first and output last: N_0, N_1, …, N_L."""
+    hidden: Activation = Activation.TANH
+    """Transfer function of every hidden layer."""
+    output: Activation = Activation.SOFTMAX
+    """Transfer function of the output layer."""
+    loss: Loss = Loss.CROSS_ENTROPY
+    """Output loss; cross-entropy needs a softmax or logistic output."""
+    init: Dist = Dist.GLOROT_NORMAL
+    """Distribution of the initial forward weights."""
+    init_scale: float = 1.0
+    """Scale s of ``init`` (see :class:`Dist`); biases start at zero."""
+    dtype: str = "float32"
+    """Floating-point type of weights and signals: float32 or float64."""
+
+    def __post_init__(self) -> None:
+        _require(
+            len(self.sizes) >= 2 and all(n >= 1 for n in self.sizes),
+            "sizes",
+            self.sizes,
+            "must list at least an input and an output size, each >= 1",
+        )
+        _require(
+            self.hidden is not Activation.SOFTMAX,
+            "hidden",
+            str(self.hidden),
+            "softmax is for the output layer only; use linear, logistic, tanh or relu",
+        )
+        if self.loss is Loss.CROSS_ENTROPY:
+            _require(
+                self.output in (Activation.SOFTMAX, Activation.LOGISTIC),
+                "output",
+                str(self.output),
+                "loss=cross_entropy needs output=softmax or logistic",
+            )
+        _finite("init_scale", self.init_scale, lo=0.0, strict=True)
+        _require(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
+
+    @property
+    def n_layers(self) -> int:
+        """Number of forward arrays L."""
+        return len(self.sizes) - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelConfig:
+    """The learning channel: how the output error reaches each hidden layer."""
+
+    rule: Rule = Rule.BP
+    """Topology of the channel (:class:`Rule`)."""
+    feedback: Dist = Dist.GLOROT_NORMAL
+    """Distribution of the fixed random feedback matrices (``rbp`` and ``srbp``)."""
+    feedback_scale: float = 1.0
+    """Scale s of ``feedback`` (see :class:`Dist`)."""
+
+    def __post_init__(self) -> None:
+        _finite("feedback_scale", self.feedback_scale, lo=0.0, strict=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    """Minibatch SGD and what is measured along the way."""
+
+    epochs: int = 100
+    """Passes over the training set."""
+    batch_size: int = 100
+    """Examples per update; the update is the minibatch mean."""
+    lr: float = 0.1
+    """Learning rate η at update 0."""
+    lr_decay: float = 0.0
+    """Keras-style decay per update: η_t = η / (1 + lr_decay · t), t = updates so far."""
+    weight_decay: float = 0.0
+    """L2 decay of forward weights per update: W ← W − η_t · weight_decay · W (not biases)."""
+    momentum: float = 0.0
+    """Heavy-ball momentum μ in [0, 1): v ← μ v + ΔW, W ← W + v."""
+    shuffle_seed: int = 0
+    """Seed of the minibatch order, shared by all members of the ensemble."""
+    angle_every: int | None = 1
+    """Measure the angle between the rule's and BP's hidden updates every this many epochs
+    (and before training); None = never."""
+    angle_examples: int = 1000
+    """Training examples (the first ones) on which the angle is measured."""
+
+    def __post_init__(self) -> None:
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch_size", self.batch_size)
+        _finite("lr", self.lr, lo=0.0, strict=True)
+        _finite("lr_decay", self.lr_decay, lo=0.0)
+        _finite("weight_decay", self.weight_decay, lo=0.0)
+        _require(
+            math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0,
+            "momentum",
+            self.momentum,
+            "must be in [0, 1)",
+        )
+        _require(self.shuffle_seed >= 0, "shuffle_seed", self.shuffle_seed, "must be >= 0")
+        if self.angle_every is not None:
+            _positive_int("angle_every", self.angle_every)
+        _positive_int("angle_examples", self.angle_examples)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """One run: a network, a channel, data and a schedule, for one or more seeds at once.
+
+    Each seed is one member of the ensemble axis E: its own initial weights and feedback
+    matrices, the same minibatches as the other members.
+    """
+
+    name: str = "run"
+    """Label of the run, used in file names and tables."""
+    seeds: tuple[int, ...] = (0,)
+    """Member seeds; E = len(seeds) members train as one batched program."""
+    backend: str = "numpy"
+    """Array backend: numpy, cupy, or auto (CuPy when a CUDA device is present)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name.strip()), "name", self.name, "must be a non-empty string")
+        _require(
+            len(self.seeds) >= 1 and all(s >= 0 for s in self.seeds),
+            "seeds",
+            self.seeds,
+            "must list at least one seed, each an integer >= 0",
+        )
+        _require(
+            len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            self.seeds,
+            "must not repeat a seed (two members would be identical)",
+        )
+        _require(
+            self.backend in BACKENDS, "backend", self.backend, f"must be one of {', '.join(BACKENDS)}"
+        )
+        sizes = self.model.sizes
+        if self.data.name in ("mnist", "fashion-mnist"):
+            _require(
+                sizes[0] == 784 and sizes[-1] == 10,
+                "model.sizes",
+                sizes,
+                f"data.name={self.data.name} needs 784 inputs and 10 outputs",
+            )
+        if self.data.name == "tanh-teacher":
+            t = self.data.teacher_sizes
+            _require(
+                sizes[0] == t[0] and sizes[-1] == t[-1],
+                "model.sizes",
+                sizes,
+                f"must start with {t[0]} inputs and end with {t[-1]} outputs "
+                f"like data.teacher_sizes={t}",
+            )
+        if self.channel.rule is not Rule.BP and self.model.n_layers < 2:
+            raise ConfigError(
+                "channel.rule",
+                str(self.channel.rule),
+                "a network without hidden layers has no learning channel; use rule=bp",
+            )
+
+    @property
+    def n_members(self) -> int:
+        """Size E of the ensemble axis."""
+        return len(self.seeds)
+
+
+# --- loading, converting, overriding ---------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Convert a TOML/JSON value to the annotated type, or raise ConfigError naming ``path``."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(path, value, f"must be a table of {_type_name(tp)} fields")
+        return from_dict(tp, value, prefix=path)
+    if isinstance(tp, type) and issubclass(tp, _Named):
+        return tp.parse(value, path)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(path, value, "must be a list")
+        (item, _) = typing.get_args(tp)
+        return tuple(_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, value, "must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, value, "must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, value, "must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, value, "must be a string")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in lpfa, not in input
+
+
+def from_dict(cls: type, data: dict[str, Any], *, prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from a plain dict, validating every field.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dotted path of the first offending field.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(path, value, f"unknown field; allowed: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise (err.under(prefix) if prefix and "." not in err.path else err) from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON/TOML-ready dict of a config (enums as their values, tuples as lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, enum.Enum):
+            return v.value
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _parse_scalar(text: str) -> Any:
+    """A TOML value (``0.1``, ``[784, 10]``, ``true``, ``"x"``), or the bare text as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.field=value`` overrides to a raw config dict (before validation)."""
+    out = json.loads(json.dumps(data))  # a deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", item, "must look like section.field=value, e.g. train.lr=0.05")
+        *sections, name = key.strip().split(".")
+        node = out
+        for s in sections:
+            node = node.setdefault(s, {})
+            if not isinstance(node, dict):
+                raise ConfigError(key, text, f"{s} is not a section")
+        node[name] = _parse_scalar(text.strip())
+    return out
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a :class:`RunConfig` from a TOML file, with optional ``section.field=value`` overrides."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("config", str(path), "file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("config", str(path), f"is not valid TOML: {err}") from None
+    data = apply_overrides(data, overrides or [])
+    data.setdefault("name", path.stem)
+    return from_dict(RunConfig, data)

@@ -1,0 +1,121 @@
+"""A physical crossbar array of one-way synapses, for every member of an ensemble at once.
+
+An array can be *read forward* (each output line sums its row of conductances times the input
+lines) and *updated locally* (each synapse changes by the product of the signal on its row and
+the signal on its column). It cannot be read backwards: the transposed read that backprop needs
+is the separate, explicitly named :meth:`Crossbar.transport`, so that whoever uses it can be seen.
+"""
+
+from types import ModuleType
+
+from lpfa.backend import get_xp
+
+__all__ = ["Crossbar"]
+
+
+class Crossbar:
+    """Forward weights ``W`` (E, n_out, n_in) and biases ``b`` (E, n_out) of one layer.
+
+    Parameters
+    ----------
+    W : array, shape (E, n_out, n_in)
+        Conductances, one matrix per ensemble member, C-contiguous.
+    b : array, shape (E, n_out)
+        Biases.
+
+    Notes
+    -----
+    Signals are row-major batches: an input ``x`` is (E, B, n_in), or (B, n_in) when every
+    member reads the same minibatch (the first layer). In that case the forward read and the
+    update of all members are each one GEMM over a (E·n_out, n_in) view of ``W``.
+    """
+
+    def __init__(self, W, b):
+        if W.ndim != 3 or b.shape != W.shape[:2]:
+            raise ValueError(f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)")
+        self.xp: ModuleType = get_xp(W, b)
+        self.W = self.xp.ascontiguousarray(W)
+        self.b = self.xp.ascontiguousarray(b)
+        self._vW = None  # momentum buffers, allocated on first use
+        self._vb = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(E, n_out, n_in)."""
+        return self.W.shape
+
+    def read(self, x):
+        """Forward read S = W x + b for every member.
+
+        Parameters
+        ----------
+        x : array, shape (E, B, n_in) or (B, n_in)
+            Input lines; 2-D when all members read the same input.
+
+        Returns
+        -------
+        array, shape (E, B, n_out)
+        """
+        E, n_out, n_in = self.W.shape
+        if x.ndim == 2:  # shared input: one GEMM for all members
+            S = x @ self.W.reshape(E * n_out, n_in).T
+            S = S.reshape(x.shape[0], E, n_out).transpose(1, 0, 2)
+        else:
+            S = self.xp.matmul(x, self.W.transpose(0, 2, 1))
+        S += self.b[:, None, :]
+        return S
+
+    def update(self, post, pre, scale: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
+        """Local outer-product update W += scale · postᵀ pre (summed over the batch), b += scale · Σ post.
+
+        Parameters
+        ----------
+        post : array, shape (E, B, n_out)
+            Signal on each synapse's row (the error delivered to the post-synaptic neuron).
+        pre : array, shape (E, B, n_in) or (B, n_in)
+            Signal on each synapse's column (the pre-synaptic activity).
+        scale : float
+            Learning rate over batch size (η / B for a minibatch mean).
+        weight_decay : float
+            Decay W ← W − (scale·B)·weight_decay·W, i.e. η · weight_decay per update.
+        momentum : float
+            μ of v ← μ v + ΔW, W ← W + v.
+        """
+        E, n_out, n_in = self.W.shape
+        batch = post.shape[1]
+        post = post * scale  # scale the small signal, not the large outer product
+        if pre.ndim == 2:
+            dW = post.transpose(1, 0, 2).reshape(batch, E * n_out).T @ pre
+            dW = dW.reshape(E, n_out, n_in)
+        else:
+            dW = self.xp.matmul(post.transpose(0, 2, 1), pre)
+        db = post.sum(axis=1)
+        if weight_decay:
+            dW -= (scale * batch * weight_decay) * self.W
+        if momentum:
+            if self._vW is None:
+                self._vW = self.xp.zeros_like(self.W)
+                self._vb = self.xp.zeros_like(self.b)
+            self._vW *= momentum
+            self._vW += dW
+            self._vb *= momentum
+            self._vb += db
+            dW, db = self._vW, self._vb
+        self.W += dW
+        self.b += db
+
+    def transport(self, post):
+        """Weight transport: read the array backwards, Wᵀ applied to ``post``.
+
+        No physical one-way array can do this; only backprop (and diagnostics that measure
+        backprop) may call it, and audits look for it by name.
+
+        Parameters
+        ----------
+        post : array, shape (E, B, n_out)
+
+        Returns
+        -------
+        array, shape (E, B, n_in)
+        """
+        return self.xp.matmul(post, self.W)

@@ -1,0 +1,231 @@
+"""Data: MNIST and Fashion-MNIST from the original IDX files, and Lillicrap et al.'s teacher tasks.
+
+IDX files are looked for in the data home (``$LPFA_DATA``, default ``~/.cache/lpfa``), under
+``mnist/`` or ``fashion-mnist/``, whole (``NAME.gz``) or split in byte-parts (``NAME.gz.part00``,
+``…part01``, …). MNIST also ships with lpfa, so a fresh install needs no download. Every file is
+checked against the SHA-256 of the original distribution before use; files reassembled from
+parts are cached whole in the data home.
+"""
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from lpfa.config import DataConfig
+
+__all__ = ["DataError", "Dataset", "data_home", "load", "load_idx"]
+
+# SHA-256 of the original distribution files (the .gz files as published).
+IDX_FILES: dict[str, dict[str, str]] = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
+
+SOURCES = {
+    "mnist": "the MNIST database (LeCun, Cortes, Burges), e.g. the four *-ubyte.gz files that "
+    "torchvision or TensorFlow Datasets download",
+    "fashion-mnist": "Fashion-MNIST (Zalando Research, github.com/zalandoresearch/fashion-mnist), "
+    "the four *-ubyte.gz files of its data/fashion folder",
+}
+
+
+class DataError(RuntimeError):
+    """Data files are missing or corrupt; the message says what to do."""
+
+
+def data_home() -> Path:
+    """Where data files are looked for and cached: ``$LPFA_DATA`` or ``~/.cache/lpfa``."""
+    return Path(os.environ.get("LPFA_DATA") or Path.home() / ".cache" / "lpfa")
+
+
+def _bundled(name: str) -> Path | None:
+    root = resources.files("lpfa") / "_data" / name
+    return Path(str(root)) if root.is_dir() else None
+
+
+def _read_whole_or_parts(folder: Path, fname: str) -> tuple[bytes | None, bool]:
+    """The bytes of ``fname`` in ``folder``, whole or concatenated from parts; (data, from_parts)."""
+    whole = folder / fname
+    if whole.is_file():
+        return whole.read_bytes(), False
+    parts = sorted(folder.glob(fname + ".part[0-9]*"))
+    if parts:
+        return b"".join(p.read_bytes() for p in parts), True
+    return None, False
+
+
+def _missing_message(name: str, fname: str, home: Path) -> str:
+    files = "\n".join(f"  {f}  sha256 {h}" for f, h in IDX_FILES[name].items())
+    return (
+        f"{name}: file {fname} not found.\n"
+        f"Put the four original files of {SOURCES[name]} in\n  {home / name}\n"
+        f"(whole, or split as NAME.gz.part00, NAME.gz.part01, ...; set LPFA_DATA to use another "
+        f"folder). Expected files and SHA-256:\n{files}"
+    )
+
+
+def _verified_bytes(name: str, fname: str) -> bytes:
+    home = data_home()
+    expected = IDX_FILES[name][fname]
+    candidates = [(home / name, True)]
+    bundled = _bundled(name)
+    if bundled is not None:
+        candidates.append((bundled, False))
+    for folder, is_cache in candidates:
+        data, from_parts = _read_whole_or_parts(folder, fname)
+        if data is None:
+            continue
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            raise DataError(
+                f"{name}: {folder / fname} (whole or parts) has SHA-256 {got}, expected {expected}. "
+                f"The file is corrupt or not the original distribution: delete it and put the "
+                f"original in {home / name}."
+            )
+        if from_parts or not is_cache:
+            _cache(home / name / fname, data)
+        return data
+    raise DataError(_missing_message(name, fname, home))
+
+
+def _cache(path: Path, data: bytes) -> None:
+    """Write a verified file into the data home; a read-only home only costs a re-assembly."""
+    if path.is_file():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _parse_idx(data: bytes, fname: str) -> np.ndarray:
+    raw = gzip.decompress(data)
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic == 2051:
+        n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+        return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows * cols)
+    if magic == 2049:
+        return np.frombuffer(raw, np.uint8, offset=8)
+    raise DataError(f"{fname}: IDX magic number {magic}, expected 2051 (images) or 2049 (labels)")
+
+
+def load_idx(name: str = "mnist") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four arrays of an IDX data set, verified.
+
+    Returns
+    -------
+    x_train : uint8 array, shape (60000, 784)
+    y_train : uint8 array, shape (60000,)
+    x_test : uint8 array, shape (10000, 784)
+    y_test : uint8 array, shape (10000,)
+    """
+    if name not in IDX_FILES:
+        raise DataError(f"data set {name!r}: must be one of {', '.join(IDX_FILES)}")
+    names = ("train-images", "train-labels", "t10k-images", "t10k-labels")
+    arrays = []
+    for stem in names:
+        fname = f"{stem}-idx{3 if 'images' in stem else 1}-ubyte.gz"
+        arrays.append(_parse_idx(_verified_bytes(name, fname), fname))
+    return tuple(arrays)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs, targets and (for classification) labels, on the host.
+
+    ``x_*`` (n, N_0) float, ``t_*`` (n, N_L) float targets (one-hot for classification),
+    ``y_*`` (n,) int labels or None for regression tasks.
+    """
+
+    name: str
+    x_train: np.ndarray
+    t_train: np.ndarray
+    y_train: np.ndarray | None
+    x_test: np.ndarray
+    t_test: np.ndarray
+    y_test: np.ndarray | None
+
+    @property
+    def classification(self) -> bool:
+        """True if the task has labels (accuracy is defined)."""
+        return self.y_train is not None
+
+
+def _one_hot(y: np.ndarray, n: int, dtype: str) -> np.ndarray:
+    out = np.zeros((y.size, n), dtype=dtype)
+    out[np.arange(y.size), y] = 1
+    return out
+
+
+def _teacher(cfg: DataConfig, sizes: tuple[int, ...], dtype: str) -> Dataset:
+    """Lillicrap et al.'s synthetic tasks: data made once from ``cfg.seed``.
+
+    ``linear-teacher``: y* = T x, T (N_L, N_0) ~ U[−1, 1], x ~ N(0, I) (Task 1).
+    ``tanh-teacher``: y* = W_2 tanh(W_1 tanh(W_0 x + b_0) + b_1) + b_2 with ``teacher_sizes``
+    (Task 3); the paper does not give the teacher's scales, here W ~ N(0, 1/fan_in) and
+    b ~ N(0, 0.1²), which keeps the hidden units out of saturation.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(entropy=cfg.seed, spawn_key=(7,)))
+    n_train = cfg.n_train or 10_000
+    n_test = cfg.n_test or 2_000
+    n_in = sizes[0] if cfg.name == "linear-teacher" else cfg.teacher_sizes[0]
+    x = rng.standard_normal((n_train + n_test, n_in))
+    if cfg.name == "linear-teacher":
+        T = rng.uniform(-1.0, 1.0, size=(sizes[-1], n_in))
+        y = x @ T.T
+    else:
+        ts = cfg.teacher_sizes
+        y = x
+        for k in range(len(ts) - 1):
+            W = rng.normal(0.0, 1.0 / np.sqrt(ts[k]), size=(ts[k + 1], ts[k]))
+            b = rng.normal(0.0, 0.1, size=ts[k + 1])
+            y = y @ W.T + b
+            if k < len(ts) - 2:
+                y = np.tanh(y)
+    x, y = x.astype(dtype), y.astype(dtype)
+    return Dataset(cfg.name, x[:n_train], y[:n_train], None, x[n_train:], y[n_train:], None)
+
+
+def load(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dataset:
+    """The data set a run asks for, as host arrays of ``dtype``.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+    sizes : tuple of int
+        The model's layer sizes (the linear teacher takes its input and output sizes from them).
+    dtype : str
+    """
+    if cfg.name in ("linear-teacher", "tanh-teacher"):
+        return _teacher(cfg, sizes, dtype)
+    xtr, ytr, xte, yte = load_idx(cfg.name)
+    xtr, ytr = xtr[: cfg.n_train], ytr[: cfg.n_train]
+    xte, yte = xte[: cfg.n_test], yte[: cfg.n_test]
+    scale = np.asarray(1.0 / 255.0, dtype=dtype)
+    return Dataset(
+        cfg.name,
+        xtr.astype(dtype) * scale,
+        _one_hot(ytr, 10, dtype),
+        ytr.astype(np.int64),
+        xte.astype(dtype) * scale,
+        _one_hot(yte, 10, dtype),
+        yte.astype(np.int64),
+    )

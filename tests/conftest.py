@@ -1,0 +1,57 @@
+"""Shared fixtures: the ``xp`` backend fixture (CuPy side marked ``gpu`` and skipped without CUDA)."""
+
+import numpy as np
+import pytest
+
+from lpfa import config as C
+from lpfa.backend import cupy_available
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def xp(request):
+    """The array module under test: numpy always, CuPy when a CUDA device is present."""
+    if request.param == "cupy":
+        if not cupy_available():
+            pytest.skip("CuPy with a CUDA device is not available on this machine")
+        import cupy
+
+        return cupy
+    return np
+
+
+def small_config(
+    sizes=(6, 5, 4, 3),
+    rule="bp",
+    *,
+    seeds=(0,),
+    hidden="tanh",
+    output="softmax",
+    loss="cross_entropy",
+    dtype="float64",
+    **train,
+) -> C.RunConfig:
+    """A tiny run config on synthetic data, for unit tests."""
+    return C.RunConfig(
+        seeds=seeds,
+        data=C.DataConfig(name="linear-teacher", n_train=200, n_test=50),
+        model=C.ModelConfig(
+            sizes=sizes,
+            hidden=C.Activation(hidden),
+            output=C.Activation(output),
+            loss=C.Loss(loss),
+            dtype=dtype,
+        ),
+        channel=C.ChannelConfig(rule=C.Rule(rule)),
+        train=C.TrainConfig(**{"epochs": 2, "batch_size": 20, "lr": 0.1, **train}),
+    )
+
+
+def batch(xp, sizes, n=7, seed=0, dtype="float64", onehot=True):
+    """Random inputs (n, N_0) and targets (n, N_L): one-hot labels or N(0, 1) values."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, sizes[0])).astype(dtype)
+    if onehot:
+        t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    else:
+        t = rng.standard_normal((n, sizes[-1])).astype(dtype)
+    return xp.asarray(x), xp.asarray(t)

@@ -1,0 +1,98 @@
+"""Configs: TOML presets load, every bad value is refused naming the field, value and rule."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lpfa import config as C
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_and_round_trip(path):
+    cfg = C.load(path)
+    assert C.from_dict(C.RunConfig, C.to_dict(cfg)) == cfg
+
+
+def test_required_presets_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"baldi2018_mnist.toml", "lillicrap2016_linear.toml"} <= names
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"train": {"lr": -1}}, r"train.lr=-1.0: must be finite and > 0"),
+        ({"train": {"lr": "fast"}}, r"train.lr='fast': must be a number"),
+        ({"train": {"epochs": 0}}, r"train.epochs=0: must be an integer >= 1"),
+        ({"train": {"epochs": 2.5}}, r"train.epochs=2.5: must be an integer"),
+        ({"train": {"momentum": 1.0}}, r"train.momentum=1.0: must be in \[0, 1\)"),
+        ({"train": {"speed": 1}}, r"train.speed=1: unknown field; allowed: epochs, batch_size"),
+        ({"model": {"hidden": "softmax"}}, r"model.hidden='softmax': softmax is for the output"),
+        ({"model": {"loss": "cross_entropy", "output": "tanh"}}, r"model.output='tanh': loss=cross_entropy"),
+        ({"model": {"sizes": [784]}}, r"model.sizes=\(784,\): must list at least"),
+        ({"model": {"sizes": [784, "a"]}}, r"model.sizes\[1\]='a': must be an integer"),
+        ({"model": {"dtype": "float16"}}, r"model.dtype='float16': must be one of float32, float64"),
+        ({"channel": {"rule": "magic"}}, r"channel.rule='magic': must be one of bp, rbp, srbp, top"),
+        ({"channel": {"feedback_scale": 0}}, r"channel.feedback_scale=0.0: must be finite and > 0"),
+        ({"data": {"name": "cifar10"}}, r"data.name='cifar10': must be one of mnist"),
+        ({"model": {"sizes": [30, 10]}}, r"model.sizes=\(30, 10\): data.name=mnist needs 784 inputs"),
+        ({"seeds": [1, 1]}, r"seeds=\(1, 1\): must not repeat"),
+        ({"seeds": []}, r"seeds=\(\): must list at least one seed"),
+        ({"backend": "tpu"}, r"backend='tpu': must be one of numpy, cupy, auto"),
+        (
+            {"model": {"sizes": [784, 10]}, "channel": {"rule": "rbp"}},
+            r"channel.rule='rbp': a network without hidden layers has no learning channel",
+        ),
+        ({"train": 3}, r"train=3: must be a table of TrainConfig fields"),
+    ],
+)
+def test_bad_values_name_field_value_and_what_is_allowed(data, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.from_dict(C.RunConfig, data)
+
+
+def test_rule_aliases_and_case():
+    assert C.from_dict(C.ChannelConfig, {"rule": "FA"}).rule is C.Rule.RBP
+    assert C.from_dict(C.ChannelConfig, {"rule": "dfa"}).rule is C.Rule.SRBP
+    assert C.from_dict(C.ChannelConfig, {"rule": "top-layer-only"}).rule is C.Rule.TOP
+
+
+def test_configs_are_frozen_and_vary_by_replace():
+    cfg = C.RunConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0  # type: ignore[misc]
+    assert dataclasses.replace(cfg.train, lr=0.5).lr == 0.5
+    with pytest.raises(C.ConfigError, match="lr=-0.5"):
+        dataclasses.replace(cfg.train, lr=-0.5)
+
+
+def test_overrides_parse_toml_values_and_bare_strings():
+    raw = C.apply_overrides(
+        {"train": {"lr": 0.1}},
+        ["train.lr=0.05", "model.sizes=[784, 10]", "channel.rule=srbp", "train.angle_every=none"],
+    )
+    assert raw == {
+        "train": {"lr": 0.05, "angle_every": "none"},
+        "model": {"sizes": [784, 10]},
+        "channel": {"rule": "srbp"},
+    }
+    cfg = C.from_dict(C.RunConfig, {"train": raw["train"]})
+    assert cfg.train.angle_every is None
+    with pytest.raises(C.ConfigError, match="--set='lr': must look like section.field=value"):
+        C.apply_overrides({}, ["lr"])
+
+
+def test_load_reports_missing_and_broken_files(tmp_path):
+    with pytest.raises(C.ConfigError, match="file not found"):
+        C.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seeds = [\n")
+    with pytest.raises(C.ConfigError, match="is not valid TOML"):
+        C.load(bad)
+    ok = tmp_path / "ok.toml"
+    ok.write_text("[train]\nepochs = 3\n")
+    cfg = C.load(ok, ["train.lr=0.2"])
+    assert (cfg.name, cfg.train.epochs, cfg.train.lr) == ("ok", 3, 0.2)

@@ -1,0 +1,95 @@
+"""Data loading: checksums, bundled MNIST, parts, cache, and what the errors tell the user."""
+
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+
+from lpfa import config as C
+from lpfa import data
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty data home, so tests never touch the user's cache."""
+    monkeypatch.setenv("LPFA_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_bundled_mnist_loads_verified_and_is_cached(home):
+    xtr, ytr, xte, yte = data.load_idx("mnist")
+    assert (xtr.shape, ytr.shape, xte.shape, yte.shape) == ((60000, 784), (60000,), (10000, 784), (10000,))
+    assert xtr.dtype == np.uint8
+    # label counts published with the data set
+    np.testing.assert_array_equal(
+        np.bincount(ytr), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    )
+    np.testing.assert_array_equal(np.bincount(yte), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    assert round(float(xtr.mean()), 4) == 33.3184
+    assert (home / "mnist" / "train-images-idx3-ubyte.gz").is_file()  # reassembled and cached
+
+
+def test_corrupt_cached_file_is_refused_with_instructions(home):
+    data.load_idx("mnist")
+    path = home / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"not mnist"))
+    with pytest.raises(data.DataError, match="has SHA-256 .* expected f7ae60f9.*delete it"):
+        data.load_idx("mnist")
+
+
+def test_files_split_in_parts_are_reassembled(home):
+    data.load_idx("mnist")
+    whole = home / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    blob = whole.read_bytes()
+    whole.unlink()
+    (home / "mnist" / "t10k-labels-idx1-ubyte.gz.part00").write_bytes(blob[:1000])
+    (home / "mnist" / "t10k-labels-idx1-ubyte.gz.part01").write_bytes(blob[1000:])
+    assert data.load_idx("mnist")[3].shape == (10000,)
+    assert whole.read_bytes() == blob
+
+
+def test_missing_fashion_mnist_explains_what_to_do(home):
+    with pytest.raises(data.DataError) as err:
+        data.load_idx("fashion-mnist")
+    text = str(err.value)
+    assert str(home / "fashion-mnist") in text
+    assert "train-images-idx3-ubyte.gz  sha256 3aede38d" in text
+    assert "LPFA_DATA" in text
+
+
+def test_unknown_set_is_refused():
+    with pytest.raises(data.DataError, match="must be one of mnist, fashion-mnist"):
+        data.load_idx("cifar10")
+
+
+def test_load_scales_pixels_and_one_hot_encodes(home):
+    ds = data.load(C.DataConfig(n_train=100, n_test=50), (784, 10), "float32")
+    assert ds.x_train.shape == (100, 784) and ds.x_train.dtype == np.float32
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() == 1.0
+    np.testing.assert_array_equal(ds.t_train.argmax(1), ds.y_train)
+    assert ds.t_test.shape == (50, 10) and ds.classification
+
+
+def test_linear_teacher_is_an_exact_linear_map_and_reproducible():
+    cfg = C.DataConfig(name="linear-teacher", n_train=300, n_test=100, seed=4)
+    a = data.load(cfg, (30, 20, 10), "float64")
+    b = data.load(cfg, (30, 20, 10), "float64")
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    T, *_ = np.linalg.lstsq(a.x_train, a.t_train, rcond=None)
+    np.testing.assert_allclose(a.x_test @ T, a.t_test, atol=1e-9)
+    assert np.all(np.abs(T) <= 1.0) and not a.classification
+
+
+def test_tanh_teacher_has_the_teacher_sizes():
+    cfg = C.DataConfig(name="tanh-teacher", n_train=50, n_test=10, teacher_sizes=(30, 20, 10, 10))
+    ds = data.load(cfg, (30, 20, 10, 10), "float32")
+    assert ds.x_train.shape == (50, 30) and ds.t_train.shape == (50, 10)
+
+
+def test_bundled_files_are_the_originals():
+    # the bundle itself must verify: SHA-256 of reassembled files equals the published ones
+    root = data._bundled("mnist")
+    for fname, digest in data.IDX_FILES["mnist"].items():
+        blob, _ = data._read_whole_or_parts(root, fname)
+        assert hashlib.sha256(blob).hexdigest() == digest
