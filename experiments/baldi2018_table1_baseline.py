@@ -1,4 +1,6 @@
-"""Baldi, Sadowski & Lu (2018), Table 1 "MNIST Baseline" row and Figure 1: BP, RBP, SRBP, top layer only.
+"""Baldi, Sadowski & Lu (2018), Table 1 "MNIST Baseline" row and Figure 1.
+
+BP, RBP, SRBP and top layer only on MNIST.
 
 784-100-100-100-100-10 tanh / softmax, cross-entropy, Glorot-normal weights and feedback, batch
 100, lr 0.1 with Keras decay 1e-6 per update, no momentum, 100 epochs, 5 seeds (one ensemble per
@@ -37,7 +39,9 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
             train=dataclasses.replace(base.train, epochs=3),
         )
     return {
-        rule: dataclasses.replace(base, name=rule, channel=dataclasses.replace(base.channel, rule=C.Rule(rule)))
+        rule: dataclasses.replace(
+            base, name=rule, channel=dataclasses.replace(base.channel, rule=C.Rule(rule))
+        )
         for rule in PAPER
     }
 
@@ -46,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__, "results/baldi2018_table1_baseline").parse_args(argv)
     out = Path(args.out)
     cfgs = configs(args.quick, args.seeds, args.backend)
-    runs = load_runs(out, list(cfgs)) if args.plot_only else run_all(cfgs, out, progress=False if args.quiet else None)
+    runs = (
+        load_runs(out, list(cfgs))
+        if args.plot_only
+        else run_all(cfgs, out, progress=False if args.quiet else None)
+    )
     rows = []
     for rule, history in runs.items():
         last = max(r["epoch"] for r in history)
@@ -54,14 +62,30 @@ def main(argv: list[str] | None = None) -> int:
         mean = sum(acc) / len(acc)
         std = (sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) ** 0.5 if len(acc) > 1 else 0.0
         label = {"top": "top layer only"}.get(rule, rule.upper())
-        rows.append({"label": f"{label} (epoch {last})", "mean": mean, "std": std, "n": len(acc),
-                     "paper": PAPER[rule], "target": TARGETS[rule]})
+        rows.append(
+            {
+                "label": f"{label} (epoch {last})",
+                "mean": mean,
+                "std": std,
+                "n": len(acc),
+                "paper": PAPER[rule],
+                "target": TARGETS[rule],
+            }
+        )
     table = comparison_table(rows, unit="test accuracy %")
     (out / "table.md").write_text("# Baldi et al. 2018, Table 1, MNIST baseline\n\n" + table)
-    curves(runs, [("train_acc", "training accuracy"), ("test_acc", "test accuracy")],
-           out / "accuracy.png", title="Baldi et al. 2018 Fig. 1: MNIST 784-100x4-10 tanh")
-    curves(runs, [("angle_1", "layer 1"), ("angle_2", "layer 2"), ("angle_4", "layer 4")],
-           out / "angles.png", title="angle between the rule's and BP's hidden updates (°)")
+    curves(
+        runs,
+        [("train_acc", "training accuracy"), ("test_acc", "test accuracy")],
+        out / "accuracy.png",
+        title="Baldi et al. 2018 Fig. 1: MNIST 784-100x4-10 tanh",
+    )
+    curves(
+        runs,
+        [("angle_1", "layer 1"), ("angle_2", "layer 2"), ("angle_4", "layer 4")],
+        out / "angles.png",
+        title="angle between the rule's and BP's hidden updates (°)",
+    )
     print(table)
     return 0
 

@@ -96,7 +96,7 @@ def get_xp(*arrays: Any) -> ModuleType:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """The one exit to the host: a numpy array from a numpy or CuPy array (or anything array-like)."""
+    """The one exit to the host: a numpy array from a numpy or CuPy array (or array-like)."""
     cp = _loaded_cupy()
     if cp is not None and isinstance(x, cp.ndarray):
         return cp.asnumpy(x)
@@ -114,7 +114,7 @@ def member_rng(seed: int, stream: int) -> np.random.Generator:
 
 
 def runtime_rng(seed: int, xp: ModuleType) -> Any:
-    """A generator on the array module ``xp`` for noise drawn during training (dropout, rounding)."""
+    """A generator on array module ``xp`` for noise drawn in training (dropout, rounding)."""
     ss = np.random.SeedSequence(entropy=seed, spawn_key=(STREAM_RUNTIME,))
     if xp is np:
         return np.random.default_rng(ss)

@@ -60,7 +60,9 @@ class Channel:
         per_member = []
         for seed in seeds:
             rng = member_rng(seed, STREAM_FEEDBACK)
-            per_member.append([draw(cfg.feedback, s, cfg.feedback_scale, rng, dtype) for s in shapes])
+            per_member.append(
+                [draw(cfg.feedback, s, cfg.feedback_scale, rng, dtype) for s in shapes]
+            )
         mats = [xp.asarray(np.stack([m[k] for m in per_member])) for k in range(len(shapes))]
         return cls(cfg.rule, mats)
 

@@ -1,6 +1,6 @@
 """The ``lpfa`` command line.
 
-    lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--quiet]
+lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--quiet]
 """
 
 import argparse
@@ -31,7 +31,9 @@ def summary_table(summary: dict[str, Any]) -> str:
         rows.append(
             ["mean±std"]
             + [
-                f"{summary[k + '_mean']:.4f}±{summary[k + '_std']:.4f}" if k + "_mean" in summary else "—"
+                f"{summary[k + '_mean']:.4f}±{summary[k + '_std']:.4f}"
+                if k + "_mean" in summary
+                else "—"
                 for k in keys
             ]
         )

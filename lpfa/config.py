@@ -65,7 +65,9 @@ class _Named(enum.StrEnum):
                     return member
         names = ", ".join(m.value for m in cls)
         aliases = ", ".join(f"{a} (= {v})" for a, v in cls._aliases().items())
-        raise ConfigError(path, value, f"must be one of {names}" + (f"; aliases {aliases}" if aliases else ""))
+        raise ConfigError(
+            path, value, f"must be one of {names}" + (f"; aliases {aliases}" if aliases else "")
+        )
 
 
 class Rule(_Named):
@@ -317,7 +319,10 @@ class RunConfig:
             "must not repeat a seed (two members would be identical)",
         )
         _require(
-            self.backend in BACKENDS, "backend", self.backend, f"must be one of {', '.join(BACKENDS)}"
+            self.backend in BACKENDS,
+            "backend",
+            self.backend,
+            f"must be one of {', '.join(BACKENDS)}",
         )
         sizes = self.model.sizes
         if self.data.name in ("mnist", "fashion-mnist"):
@@ -361,9 +366,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], path)
     if dataclasses.is_dataclass(tp):
@@ -447,7 +452,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError("--set", item, "must look like section.field=value, e.g. train.lr=0.05")
+            raise ConfigError(
+                "--set", item, "must look like section.field=value, e.g. train.lr=0.05"
+            )
         *sections, name = key.strip().split(".")
         node = out
         for s in sections:
@@ -459,7 +466,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a :class:`RunConfig` from a TOML file, with optional ``section.field=value`` overrides."""
+    """Load a :class:`RunConfig` from TOML, with optional ``section.field=value`` overrides."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())

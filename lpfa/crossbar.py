@@ -32,7 +32,9 @@ class Crossbar:
 
     def __init__(self, W, b):
         if W.ndim != 3 or b.shape != W.shape[:2]:
-            raise ValueError(f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)")
+            raise ValueError(
+                f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)"
+            )
         self.xp: ModuleType = get_xp(W, b)
         self.W = self.xp.ascontiguousarray(W)
         self.b = self.xp.ascontiguousarray(b)
@@ -66,7 +68,7 @@ class Crossbar:
         return S
 
     def update(self, post, pre, scale: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
-        """Local outer-product update W += scale · postᵀ pre (summed over the batch), b += scale · Σ post.
+        """Local outer-product update: W += scale · postᵀ pre (batch sum), b += scale · Σ post.
 
         Parameters
         ----------

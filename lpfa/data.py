@@ -20,21 +20,25 @@ from lpfa.config import DataConfig
 
 __all__ = ["DataError", "Dataset", "data_home", "load", "load_idx"]
 
-# SHA-256 of the original distribution files (the .gz files as published).
-IDX_FILES: dict[str, dict[str, str]] = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-    },
-}
+# SHA-256 of the original distribution files (the .gz files as published): set, file, digest.
+_SHA256 = """
+mnist train-images-idx3-ubyte.gz 440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609
+mnist train-labels-idx1-ubyte.gz 3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c
+mnist t10k-images-idx3-ubyte.gz 8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6
+mnist t10k-labels-idx1-ubyte.gz f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6
+fashion-mnist train-images-idx3-ubyte.gz
+  3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84
+fashion-mnist train-labels-idx1-ubyte.gz
+  a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845
+fashion-mnist t10k-images-idx3-ubyte.gz
+  346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073
+fashion-mnist t10k-labels-idx1-ubyte.gz
+  67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5
+"""
+IDX_FILES: dict[str, dict[str, str]] = {}
+_words = _SHA256.split()
+for _set, _file, _digest in zip(_words[0::3], _words[1::3], _words[2::3], strict=True):
+    IDX_FILES.setdefault(_set, {})[_file] = _digest
 
 SOURCES = {
     "mnist": "the MNIST database (LeCun, Cortes, Burges), e.g. the four *-ubyte.gz files that "
@@ -59,7 +63,7 @@ def _bundled(name: str) -> Path | None:
 
 
 def _read_whole_or_parts(folder: Path, fname: str) -> tuple[bytes | None, bool]:
-    """The bytes of ``fname`` in ``folder``, whole or concatenated from parts; (data, from_parts)."""
+    """The bytes of ``fname`` in ``folder``, whole or joined from parts; (data, from_parts)."""
     whole = folder / fname
     if whole.is_file():
         return whole.read_bytes(), False
@@ -93,7 +97,8 @@ def _verified_bytes(name: str, fname: str) -> bytes:
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
             raise DataError(
-                f"{name}: {folder / fname} (whole or parts) has SHA-256 {got}, expected {expected}. "
+                f"{name}: {folder / fname} (whole or parts) has SHA-256 {got}, "
+                f"expected {expected}. "
                 f"The file is corrupt or not the original distribution: delete it and put the "
                 f"original in {home / name}."
             )

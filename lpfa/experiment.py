@@ -18,22 +18,30 @@ from lpfa.report import read_history
 from lpfa.runfiles import RunWriter
 from lpfa.train import DivergenceError, train
 
-__all__ = ["parser", "run_all", "load_runs"]
+__all__ = ["load_runs", "parser", "run_all"]
 
 
 def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
     """The flags every experiment takes: --quick --backend --seeds --out --plot-only."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="a small version that runs in minutes on a CPU")
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a small version that runs in minutes on a CPU"
+    )
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "auto"])
-    p.add_argument("--seeds", type=int, default=None, help="members per configuration (ensemble size)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="members per configuration (ensemble size)"
+    )
     p.add_argument("--out", default=default_out, help="output folder (default: %(default)s)")
     p.add_argument("--plot-only", action="store_true", help="redraw table and plots from OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
-def run_all(configs: Mapping[str, RunConfig], out: Path, *, progress: bool | None = None) -> dict[str, list]:
+def run_all(
+    configs: Mapping[str, RunConfig], out: Path, *, progress: bool | None = None
+) -> dict[str, list]:
     """Train each config, writing ``OUT/<label>/{config.json,history.csv,summary.json}`` as it goes.
 
     A configuration that diverges is recorded (its summary says so) and the others still run.
@@ -46,7 +54,10 @@ def run_all(configs: Mapping[str, RunConfig], out: Path, *, progress: bool | Non
     runs: dict[str, list] = {}
     for label, cfg in configs.items():
         writer = RunWriter(out / label, cfg)
-        print(f"[{label}] {cfg.channel.rule.value}, {cfg.n_members} seeds, {cfg.train.epochs} epochs", flush=True)
+        print(
+            f"[{label}] {cfg.channel.rule.value}, {cfg.n_members} seeds, {cfg.train.epochs} epochs",
+            flush=True,
+        )
         try:
             result = train(cfg, progress=progress, on_epoch=writer.rows)
         except DivergenceError as err:

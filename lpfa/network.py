@@ -41,16 +41,16 @@ def activate(kind: Activation, S):
     raise NotImplementedError(kind)
 
 
-def derivative(kind: Activation, O):
-    """f′(S) computed from the output O = f(S); None when f′ ≡ 1 (linear units)."""
+def derivative(kind: Activation, out):
+    """f′(S) computed from the output ``out`` = f(S); None when f′ ≡ 1 (linear units)."""
     if kind is Activation.LINEAR:
         return None
     if kind is Activation.TANH:
-        return 1.0 - O * O
+        return 1.0 - out * out
     if kind is Activation.LOGISTIC:
-        return O * (1.0 - O)
+        return out * (1.0 - out)
     if kind is Activation.RELU:
-        return (O > 0).astype(O.dtype)
+        return (out > 0).astype(out.dtype)
     raise NotImplementedError(f"f' of {kind.value} is not used by any learning rule")
 
 
@@ -88,7 +88,10 @@ class Network:
         for seed in cfg.seeds:
             rng = member_rng(seed, STREAM_INIT)
             per_member.append(
-                [draw(m.init, (sizes[h + 1], sizes[h]), m.init_scale, rng, m.dtype) for h in range(m.n_layers)]
+                [
+                    draw(m.init, (sizes[h + 1], sizes[h]), m.init_scale, rng, m.dtype)
+                    for h in range(m.n_layers)
+                ]
             )
         layers = []
         for h in range(m.n_layers):
@@ -112,7 +115,7 @@ class Network:
         return outs
 
     def top_error(self, e, out):
-        """−∂E/∂S^L from the output error e = T − O^L: e for matched loss/output pairs, else e ∘ f′."""
+        """−∂E/∂S^L from the output error e = T − O^L: e for matched loss/output, else e ∘ f′."""
         if self._matched:
             return e
         return e * derivative(self.model.output, out)
@@ -127,7 +130,7 @@ class Network:
         e = t - outs[-1]
         r_top = self.top_error(e, outs[-1])
         hidden = channel.deliver(
-            e, r_top, outs[1:-1], self.layers, lambda O: derivative(self.model.hidden, O)
+            e, r_top, outs[1:-1], self.layers, lambda out: derivative(self.model.hidden, out)
         )
         return [*hidden, r_top]
 

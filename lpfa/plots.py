@@ -18,7 +18,9 @@ def _pyplot():
     return plt
 
 
-def _series(history: Sequence[Mapping[str, Any]], key: str, x: str) -> tuple[np.ndarray, np.ndarray]:
+def _series(
+    history: Sequence[Mapping[str, Any]], key: str, x: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(xs, values) with values shaped (n_x, E); missing entries are NaN."""
     xs = sorted({r[x] for r in history})
     members = sorted({r["member"] for r in history})
@@ -62,8 +64,15 @@ def curves(
             mean = np.nanmean(v[ok], axis=1)
             (line,) = ax.plot(xs[ok], mean, label=label)
             if v.shape[1] > 1:
-                ax.fill_between(xs[ok], np.nanmin(v[ok], 1), np.nanmax(v[ok], 1), color=line.get_color(), alpha=0.2)
+                ax.fill_between(
+                    xs[ok],
+                    np.nanmin(v[ok], 1),
+                    np.nanmax(v[ok], 1),
+                    color=line.get_color(),
+                    alpha=0.2,
+                )
         ax.set_xlabel(xlabel)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         ax.set_ylabel(ylabel)
         if key in logy:
             ax.set_yscale("log")

@@ -17,7 +17,8 @@ def comparison_table(
     and optionally ``target`` (the bar the number must clear, same unit).
     """
     lines = [
-        f"| setting | ours ({unit}) | seeds | paper ({unit}) | ours − paper | target | meets target |",
+        f"| setting | ours ({unit}) | seeds | paper ({unit}) | ours − paper | target "
+        "| meets target |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:

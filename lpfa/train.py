@@ -1,4 +1,4 @@
-"""The training loop: minibatch SGD over an ensemble, per-epoch metrics, progress, divergence stop."""
+"""The training loop: minibatch SGD over an ensemble, per-epoch metrics, divergence stop."""
 
 import math
 import platform
@@ -85,7 +85,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def evaluate(net: Network, x, t, labels, loss_kind, *, chunk: int = 10_000) -> dict[str, np.ndarray]:
+def evaluate(
+    net: Network, x, t, labels, loss_kind, *, chunk: int = 10_000
+) -> dict[str, np.ndarray]:
     """Loss, NSE and accuracy (if ``labels``) of every member on a data set, as host arrays (E,)."""
     sums: dict[str, Any] = {}
     n = x.shape[0]
@@ -100,19 +102,25 @@ def evaluate(net: Network, x, t, labels, loss_kind, *, chunk: int = 10_000) -> d
             parts["acc"] = metrics.accuracy(out, labels[i : i + chunk]) * k
         for key, v in parts.items():
             sums[key] = sums.get(key, 0) + v
-    res = {"loss": to_numpy(sums["loss"]) / n, "nse": to_numpy(sums["sq"]) / float(to_numpy((t**2).sum()))}
+    res = {
+        "loss": to_numpy(sums["loss"]) / n,
+        "nse": to_numpy(sums["sq"]) / float(to_numpy((t**2).sum())),
+    }
     if labels is not None:
         res["acc"] = to_numpy(sums["acc"]) / n
     return res
 
 
 def _angles(net: Network, x, t) -> list[np.ndarray]:
-    """Per hidden layer, the mean angle (°) between the rule's R^h and backprop's, shape (E,) each."""
+    """Per hidden layer, the mean angle (°) between the rule's R^h and backprop's, (E,) each."""
     outs = net.forward(x)
     rule = net.deltas(outs, t)[:-1]
     bp = net.deltas(outs, t, net.backprop_channel())[:-1]
     nan = np.full(net.n_members, np.nan)
-    return [nan if r is None else to_numpy(metrics.angle_deg(r, b)) for r, b in zip(rule, bp, strict=True)]
+    return [
+        nan if r is None else to_numpy(metrics.angle_deg(r, b))
+        for r, b in zip(rule, bp, strict=True)
+    ]
 
 
 def _progress(total: int, enabled: bool | None, desc: str):
@@ -177,9 +185,19 @@ def train(
             angles = _angles(net, x_tr[:probe], t_tr[:probe])
         rows = []
         for m, seed in enumerate(cfg.seeds):
-            row: dict[str, Any] = {"epoch": epoch, "member": m, "seed": seed, "step": step, "lr": lr}
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "member": m,
+                "seed": seed,
+                "step": step,
+                "lr": lr,
+            }
             for key in ("loss", "acc"):
-                row[f"train_{key}"] = None if train_stats is None or key not in train_stats else float(train_stats[key][m])
+                row[f"train_{key}"] = (
+                    None
+                    if train_stats is None or key not in train_stats
+                    else float(train_stats[key][m])
+                )
             row["test_loss"] = float(test["loss"][m])
             row["test_acc"] = float(test["acc"][m]) if "acc" in test else None
             row["test_nse"] = float(test["nse"][m])
@@ -223,7 +241,11 @@ def train(
             key = "test_acc" if y_tr is not None else "test_nse"
             bar.set_postfix({key: f"{np.mean([r[key] for r in last]):.4f}"})
     summary = summarize(history, cfg)
-    meta = {"versions": versions(), "seconds": round(time.perf_counter() - started, 2), "steps": step}
+    meta = {
+        "versions": versions(),
+        "seconds": round(time.perf_counter() - started, 2),
+        "steps": step,
+    }
     return RunResult(cfg, history, summary, meta, net)
 
 
@@ -232,7 +254,12 @@ def summarize(history: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
     last = max(r["epoch"] for r in history)
     rows = [r for r in history if r["epoch"] == last]
     keys = [k for k in rows[0] if k not in ("epoch", "member", "seed", "step", "lr", "time_s")]
-    out: dict[str, Any] = {"name": cfg.name, "rule": cfg.channel.rule.value, "epoch": last, "members": []}
+    out: dict[str, Any] = {
+        "name": cfg.name,
+        "rule": cfg.channel.rule.value,
+        "epoch": last,
+        "members": [],
+    }
     for r in rows:
         out["members"].append({"seed": r["seed"], **{k: r[k] for k in keys}})
     for k in keys:
@@ -241,4 +268,3 @@ def summarize(history: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
             out[f"{k}_mean"] = float(np.mean(vals))
             out[f"{k}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     return out
-

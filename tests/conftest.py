@@ -1,4 +1,4 @@
-"""Shared fixtures: the ``xp`` backend fixture (CuPy side marked ``gpu`` and skipped without CUDA)."""
+"""Shared fixtures: the ``xp`` backend fixture (CuPy side marked ``gpu``, skipped without CUDA)."""
 
 import numpy as np
 import pytest

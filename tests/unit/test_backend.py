@@ -35,7 +35,7 @@ def test_resolve_names_what_is_allowed():
 
 @pytest.mark.skipif(backend.cupy_available(), reason="this machine has CuPy and a GPU")
 def test_resolve_cupy_without_a_gpu_says_what_to_do():
-    with pytest.raises(ValueError, match="backend='cupy'.*numpy"):
+    with pytest.raises(ValueError, match=r"backend='cupy'.*numpy"):
         backend.resolve("cupy")
     assert backend.resolve("auto") is np
 
@@ -43,7 +43,9 @@ def test_resolve_cupy_without_a_gpu_says_what_to_do():
 def test_import_lpfa_does_not_import_cupy(tmp_path):
     # a poisoned cupy on the path: importing it at all would fail the test
     (tmp_path / "cupy").mkdir()
-    (tmp_path / "cupy" / "__init__.py").write_text("raise ImportError('cupy must not be imported')\n")
+    (tmp_path / "cupy" / "__init__.py").write_text(
+        "raise ImportError('cupy must not be imported')\n"
+    )
     code = textwrap.dedent(
         """
         import sys

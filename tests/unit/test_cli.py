@@ -36,26 +36,53 @@ def write_config(tmp_path):
 
 def test_train_writes_config_history_and_summary(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["train", str(write_config(tmp_path)), "--set", "train.epochs=3", "--set", "channel.rule=dfa",
-               "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "train",
+            str(write_config(tmp_path)),
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "channel.rule=dfa",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     saved = json.loads((out / "config.json").read_text())
-    assert saved["config"]["train"]["epochs"] == 3 and saved["config"]["channel"]["rule"] == "srbp"
-    assert saved["seeds"] == [0, 1] and "numpy" in saved["versions"]
+    assert saved["config"]["train"]["epochs"] == 3
+    assert saved["config"]["channel"]["rule"] == "srbp"
+    assert saved["seeds"] == [0, 1]
+    assert "numpy" in saved["versions"]
     rows = read_history(out / "history.csv")
-    assert len(rows) == 2 * 4 and rows[-1]["epoch"] == 3
+    assert len(rows) == 2 * 4
+    assert rows[-1]["epoch"] == 3
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "done" and len(summary["members"]) == 2
+    assert summary["status"] == "done"
+    assert len(summary["members"]) == 2
     assert "test_nse_mean" in summary
     printed = capsys.readouterr().out
-    assert "mean±std" in printed and "summary.json" in printed
+    assert "mean±std" in printed
+    assert "summary.json" in printed
 
 
 def test_bad_value_is_one_line_without_traceback(tmp_path):
     cfg = write_config(tmp_path)
     res = subprocess.run(
-        [sys.executable, "-m", "lpfa.cli", "train", str(cfg), "--set", "train.lr=-2", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lpfa.cli",
+            "train",
+            str(cfg),
+            "--set",
+            "train.lr=-2",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 2
     assert res.stderr.strip() == "error: train.lr=-2.0: must be finite and > 0"
@@ -64,10 +91,22 @@ def test_bad_value_is_one_line_without_traceback(tmp_path):
 
 def test_divergence_is_reported_and_history_kept(tmp_path, capsys):
     out = tmp_path / "o"
-    rc = main(["train", str(write_config(tmp_path)), "--set", "train.lr=1e4", "--set", "model.hidden='relu'",
-               "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "train",
+            str(write_config(tmp_path)),
+            "--set",
+            "train.lr=1e4",
+            "--set",
+            "model.hidden='relu'",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 3
     err = capsys.readouterr().err
-    assert "diverged in epoch" in err and "history so far" in err
+    assert "diverged in epoch" in err
+    assert "history so far" in err
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
     assert read_history(out / "history.csv")[0]["epoch"] == 0

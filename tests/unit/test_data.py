@@ -19,13 +19,20 @@ def home(tmp_path, monkeypatch):
 
 def test_bundled_mnist_loads_verified_and_is_cached(home):
     xtr, ytr, xte, yte = data.load_idx("mnist")
-    assert (xtr.shape, ytr.shape, xte.shape, yte.shape) == ((60000, 784), (60000,), (10000, 784), (10000,))
+    assert (xtr.shape, ytr.shape, xte.shape, yte.shape) == (
+        (60000, 784),
+        (60000,),
+        (10000, 784),
+        (10000,),
+    )
     assert xtr.dtype == np.uint8
     # label counts published with the data set
     np.testing.assert_array_equal(
         np.bincount(ytr), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     )
-    np.testing.assert_array_equal(np.bincount(yte), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    np.testing.assert_array_equal(
+        np.bincount(yte), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    )
     assert round(float(xtr.mean()), 4) == 33.3184
     assert (home / "mnist" / "train-images-idx3-ubyte.gz").is_file()  # reassembled and cached
 
@@ -34,7 +41,7 @@ def test_corrupt_cached_file_is_refused_with_instructions(home):
     data.load_idx("mnist")
     path = home / "mnist" / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(b"not mnist"))
-    with pytest.raises(data.DataError, match="has SHA-256 .* expected f7ae60f9.*delete it"):
+    with pytest.raises(data.DataError, match=r"has SHA-256 .* expected f7ae60f9.*delete it"):
         data.load_idx("mnist")
 
 
@@ -65,10 +72,13 @@ def test_unknown_set_is_refused():
 
 def test_load_scales_pixels_and_one_hot_encodes(home):
     ds = data.load(C.DataConfig(n_train=100, n_test=50), (784, 10), "float32")
-    assert ds.x_train.shape == (100, 784) and ds.x_train.dtype == np.float32
-    assert 0.0 <= ds.x_train.min() and ds.x_train.max() == 1.0
+    assert ds.x_train.shape == (100, 784)
+    assert ds.x_train.dtype == np.float32
+    assert ds.x_train.min() >= 0.0
+    assert ds.x_train.max() == 1.0
     np.testing.assert_array_equal(ds.t_train.argmax(1), ds.y_train)
-    assert ds.t_test.shape == (50, 10) and ds.classification
+    assert ds.t_test.shape == (50, 10)
+    assert ds.classification
 
 
 def test_linear_teacher_is_an_exact_linear_map_and_reproducible():
@@ -78,13 +88,15 @@ def test_linear_teacher_is_an_exact_linear_map_and_reproducible():
     np.testing.assert_array_equal(a.x_train, b.x_train)
     T, *_ = np.linalg.lstsq(a.x_train, a.t_train, rcond=None)
     np.testing.assert_allclose(a.x_test @ T, a.t_test, atol=1e-9)
-    assert np.all(np.abs(T) <= 1.0) and not a.classification
+    assert np.all(np.abs(T) <= 1.0)
+    assert not a.classification
 
 
 def test_tanh_teacher_has_the_teacher_sizes():
     cfg = C.DataConfig(name="tanh-teacher", n_train=50, n_test=10, teacher_sizes=(30, 20, 10, 10))
     ds = data.load(cfg, (30, 20, 10, 10), "float32")
-    assert ds.x_train.shape == (50, 30) and ds.t_train.shape == (50, 10)
+    assert ds.x_train.shape == (50, 30)
+    assert ds.t_train.shape == (50, 10)
 
 
 def test_bundled_files_are_the_originals():

@@ -10,7 +10,14 @@ from lpfa import metrics
 from lpfa.backend import to_numpy
 from lpfa.config import Loss
 
-finite = st.floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False, min_value=-1e3, max_value=1e3)
+finite = st.floats(
+    width=32,
+    allow_nan=False,
+    allow_infinity=False,
+    allow_subnormal=False,
+    min_value=-1e3,
+    max_value=1e3,
+)
 
 
 def test_angle_known_values(xp):
@@ -23,7 +30,9 @@ def test_angle_known_values(xp):
 
 
 @settings(max_examples=50, deadline=None)
-@given(arrays(np.float32, (2, 3, 4), elements=finite), arrays(np.float32, (2, 3, 4), elements=finite))
+@given(
+    arrays(np.float32, (2, 3, 4), elements=finite), arrays(np.float32, (2, 3, 4), elements=finite)
+)
 def test_angles_lie_between_0_and_180_degrees(a, b):
     theta = metrics.angle_deg(a, b)
     ok = theta[~np.isnan(theta)]
@@ -35,8 +44,10 @@ def test_accuracy_nse_and_loss(xp):
     t = xp.asarray([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     labels = xp.asarray([0, 2])
     np.testing.assert_allclose(to_numpy(metrics.accuracy(out, labels)), [1.0, 0.5])
-    np.testing.assert_allclose(to_numpy(metrics.loss(out, t, Loss.CROSS_ENTROPY)),
-                               [-(np.log(0.7) + np.log(0.8)) / 2, -(np.log(0.1) + np.log(0.5)) / 2])
+    np.testing.assert_allclose(
+        to_numpy(metrics.loss(out, t, Loss.CROSS_ENTROPY)),
+        [-(np.log(0.7) + np.log(0.8)) / 2, -(np.log(0.1) + np.log(0.5)) / 2],
+    )
     se = ((to_numpy(t) - to_numpy(out)) ** 2).sum(axis=(1, 2))
     np.testing.assert_allclose(to_numpy(metrics.nse(out, t)), se / 2.0)
     np.testing.assert_allclose(to_numpy(metrics.loss(out, t, Loss.SQUARED)), se / 4.0)

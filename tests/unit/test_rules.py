@@ -39,9 +39,15 @@ def test_fa_with_feedback_equal_to_forward_weights_is_backprop_bit_for_bit(xp, d
 
 @pytest.mark.parametrize(
     ("hidden", "output", "loss_kind"),
-    [("tanh", "softmax", "cross_entropy"), ("logistic", "logistic", "squared"), ("relu", "linear", "squared")],
+    [
+        ("tanh", "softmax", "cross_entropy"),
+        ("logistic", "logistic", "squared"),
+        ("relu", "linear", "squared"),
+    ],
 )
-def test_backprop_matches_finite_differences_along_a_random_direction(xp, hidden, output, loss_kind):
+def test_backprop_matches_finite_differences_along_a_random_direction(
+    xp, hidden, output, loss_kind
+):
     sizes = (5, 6, 4, 3)
     cfg = small_config(sizes, "bp", hidden=hidden, output=output, loss=loss_kind)
     net = Network.build(cfg, xp)
@@ -65,7 +71,13 @@ def test_backprop_matches_finite_differences_along_a_random_direction(xp, hidden
     before = [p.copy() for p in params]
     lr = 1e-3
     net.step(x, t, lr)  # ΔW = −lr · ∂L/∂W for the mean loss
-    analytic = -sum(float(to_numpy(((p - b) * d).sum())) for p, b, d in zip(params, before, direction, strict=True)) / lr
+    analytic = (
+        -sum(
+            float(to_numpy(((p - b) * d).sum()))
+            for p, b, d in zip(params, before, direction, strict=True)
+        )
+        / lr
+    )
     assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
 
 
@@ -73,7 +85,9 @@ def test_srbp_equals_rbp_with_one_hidden_layer(xp):
     sizes = (6, 9, 4)
     rbp = Network.build(small_config(sizes, "rbp", seeds=(3, 4)), xp)
     srbp = Network.build(small_config(sizes, "srbp", seeds=(3, 4)), xp)
-    np.testing.assert_array_equal(to_numpy(rbp.channel.feedback[0]), to_numpy(srbp.channel.feedback[0]))
+    np.testing.assert_array_equal(
+        to_numpy(rbp.channel.feedback[0]), to_numpy(srbp.channel.feedback[0])
+    )
     x, t = batch(xp, sizes)
     for _ in range(3):
         rbp.step(x, t, 0.2)
@@ -85,7 +99,10 @@ def test_srbp_equals_rbp_with_one_hidden_layer(xp):
 def test_top_layer_only_leaves_hidden_layers_and_trains_top_like_bp(xp):
     sizes = (6, 5, 4, 3)
     cfg = small_config(sizes, "top")
-    top, bp = Network.build(cfg, xp), Network.build(dataclasses.replace(cfg, channel=C.ChannelConfig()), xp)
+    top, bp = (
+        Network.build(cfg, xp),
+        Network.build(dataclasses.replace(cfg, channel=C.ChannelConfig()), xp),
+    )
     before = weights(top)
     x, t = batch(xp, sizes)
     top.step(x, t, 0.5)

@@ -36,11 +36,14 @@ def test_members_equal_single_runs_through_the_loop(xp):
 def test_history_has_a_row_per_epoch_and_member_and_a_summary():
     cfg = regression(seeds=(0, 1), epochs=3)
     res = train(cfg, progress=False)
-    assert [(r["epoch"], r["member"]) for r in res.history] == [(e, m) for e in range(4) for m in range(2)]
+    assert [(r["epoch"], r["member"]) for r in res.history] == [
+        (e, m) for e in range(4) for m in range(2)
+    ]
     assert res.history[0]["train_loss"] is None  # epoch 0 is the measurement before training
     assert res.history[-1]["step"] == 3 * (200 // 20)
     s = res.summary
-    assert s["epoch"] == 3 and len(s["members"]) == 2
+    assert s["epoch"] == 3
+    assert len(s["members"]) == 2
     assert s["test_nse_mean"] == pytest.approx(np.mean(res.final("test_nse")))
     assert s["test_nse_std"] == pytest.approx(np.std(res.final("test_nse"), ddof=1))
     assert res.history[-1]["test_acc"] is None  # regression: no accuracy
@@ -52,7 +55,9 @@ def test_keras_decay_schedule():
 
 
 def test_fa_angle_starts_near_90_and_learning_lowers_the_error():
-    cfg = dataclasses.replace(regression(seeds=(0, 1, 2), epochs=5), train=C.TrainConfig(epochs=5, batch_size=10, lr=0.01))
+    cfg = dataclasses.replace(
+        regression(seeds=(0, 1, 2), epochs=5), train=C.TrainConfig(epochs=5, batch_size=10, lr=0.01)
+    )
     cfg = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, init=C.Dist.UNIFORM, init_scale=0.01),
@@ -66,11 +71,23 @@ def test_fa_angle_starts_near_90_and_learning_lowers_the_error():
 
 
 def test_divergence_stops_with_member_and_epoch_and_keeps_history():
-    cfg = small_config((30, 20, 10), "bp", seeds=(0, 1), hidden="relu", output="linear", loss="squared",
-                       lr=50.0, epochs=5)
-    with pytest.raises(DivergenceError, match=r"member 0 \(seed 0\) diverged in epoch 1: training loss is (nan|inf)") as err:
+    cfg = small_config(
+        (30, 20, 10),
+        "bp",
+        seeds=(0, 1),
+        hidden="relu",
+        output="linear",
+        loss="squared",
+        lr=50.0,
+        epochs=5,
+    )
+    with pytest.raises(
+        DivergenceError,
+        match=r"member 0 \(seed 0\) diverged in epoch 1: training loss is (nan|inf)",
+    ) as err:
         train(cfg, progress=False)
-    assert err.value.epoch == 1 and err.value.history  # the measurement before training is kept
+    assert err.value.epoch == 1
+    assert err.value.history
 
 
 def test_data_model_mismatch_is_refused():
@@ -78,5 +95,8 @@ def test_data_model_mismatch_is_refused():
     from lpfa.data import load
 
     ds = load(dataclasses.replace(cfg.data), (30, 20, 5))
-    with pytest.raises(ValueError, match=r"model.sizes=\(30, 20, 10\): data linear-teacher has 30 inputs and 5 outputs"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.sizes=\(30, 20, 10\): data linear-teacher has 30 inputs and 5 outputs",
+    ):
         train(cfg, data=ds, progress=False)
