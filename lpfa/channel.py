@@ -1,35 +1,87 @@
 """The learning channel: how the output error reaches each hidden layer.
 
-The channel is its own set of wires and synapses. For ``rbp`` and ``srbp`` its synapses are fixed
-random feedback arrays; for ``bp`` it borrows the forward arrays read backwards (weight
-transport); for ``top`` it carries nothing. Variants of the papers are values of the
-configuration (:class:`lpfa.config.ChannelConfig`), not copies of this code.
+The channel is its own set of wires and synapses. Its topology (:class:`lpfa.config.Rule`) says
+which layers send to which; its feedback arrays are random (fixed, redrawn, sparse, congruent or
+adaptive) for the random-feedback rules, or the forward arrays read backwards for the
+weight-transport rules. Every variant of the papers is a value of
+:class:`lpfa.config.ChannelConfig`; this module has one loop that serves them all.
+
+Signals, top layer L down to 1 (Baldi et al. 2018, §2-3):
+
+    J^h = Σ_{k ∈ sources(h)} read_{k→h}(signal_k)      what the channel delivers to layer h
+    R^h = (J^h ∘ mask^h) ∘ f′(S^h)                     its error signal (mask: channel dropout)
+
+where ``signal_k`` is the output error e for a long-range (skip) connection from the output, and
+R^k (J^k for ``sbp``) for a short-range one. Hidden layer h then updates
+ΔW^h = η/B · Σ_b R^h_b ⊗ O^{h−1}_b, or with ``signal`` = sign / magnitude of R^h.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from lpfa.backend import STREAM_FEEDBACK, member_rng
-from lpfa.config import ChannelConfig, Rule
-from lpfa.crossbar import Crossbar
-from lpfa.wiring import draw
+from lpfa.backend import STREAM_FEEDBACK, get_xp, member_rng, runtime_rng
+from lpfa.config import ChannelConfig, Rule, Signal
+from lpfa.wiring import draw_feedback
 
-__all__ = ["Channel", "feedback_shapes"]
+__all__ = ["Channel", "FeedbackArray", "Update", "sources"]
 
 
-def feedback_shapes(rule: Rule, sizes: Sequence[int]) -> list[tuple[int, int]]:
-    """Shapes (n_source, n_hidden) of the feedback matrix of each hidden layer, bottom first.
+def sources(cfg: ChannelConfig, n_layers: int) -> list[list[int]]:
+    """For each hidden layer h = 1 … L−1 (list index h−1), the layers k > h that send to it.
 
-    ``rbp``: layer h hears layer h+1, so its matrix has the shape of W^{h+1}. ``srbp``: every
-    hidden layer hears the output layer directly (N_L, N_h). ``bp`` and ``top`` have none.
+    k = L is the output layer. ``top`` and ``node_perturbation`` send nothing.
     """
-    hidden = range(1, len(sizes) - 1)
-    if rule is Rule.RBP:
-        return [(sizes[h + 1], sizes[h]) for h in hidden]
-    if rule is Rule.SRBP:
-        return [(sizes[-1], sizes[h]) for h in hidden]
-    return []
+    L = n_layers
+    out: list[list[int]] = []
+    for h in range(1, L):
+        rule = cfg.rule
+        if rule in (Rule.BP, Rule.RBP, Rule.SBP, Rule.PBP):
+            out.append([h + 1])
+        elif rule is Rule.SRBP:
+            out.append([L])
+        elif rule is Rule.MIXED:
+            out.append([L] if h in cfg.skip_layers else [h + 1])
+        elif rule is Rule.CASCADE:
+            out.append(list(range(h + 1, L + 1)))
+        else:
+            out.append([])
+    return out
+
+
+def _skip(k: int, h: int, L: int) -> bool:
+    """True for a long-range connection: from the output to a layer below the top hidden one."""
+    return k == L and h < L - 1
+
+
+@dataclass
+class Update:
+    """A weight change computed whole by the channel (per-synapse feedback), not as an outer
+    product: batch sums ``dW`` (E, N_h, N_{h−1}) and ``db`` (E, N_h), to be scaled by η/B."""
+
+    dW: object
+    db: object
+
+
+class FeedbackArray:
+    """Feedback synapses from ``n_src`` sending units to ``n_dst`` receiving units, per member.
+
+    ``C`` has shape (E, n_src, n_dst): Bᵀ in Lillicrap et al.'s notation, the orientation of the
+    forward array it stands in for, so that ``read`` is the same operation as backprop's
+    ``Crossbar.transport`` — with C = W the two give the same bits.
+    """
+
+    def __init__(self, C):
+        self.C = C
+
+    def read(self, signal):
+        """Deliver ``signal`` (E, B, n_src) to the receiving units: (E, B, n_dst)."""
+        return signal @ self.C
+
+    def update(self, signal, activity, scale: float) -> None:
+        """Adaptive feedback, local to each feedback synapse: C += scale · signalᵀ activity."""
+        self.C += (signal * scale).transpose(0, 2, 1) @ activity
 
 
 class Channel:
@@ -37,77 +89,178 @@ class Channel:
 
     Parameters
     ----------
-    rule : Rule
-        Topology.
-    feedback : list of arrays, shape (E, n_source, n_hidden) each
-        One fixed random matrix per hidden layer, bottom first (see :func:`feedback_shapes`).
-        Stored as Bᵀ in Lillicrap et al.'s notation — the orientation of the forward array
-        W^{h+1} it stands in for — so the channel computes ``r @ C`` exactly as backprop computes
-        ``r @ W``: with C = W the two are the same operation on the same numbers.
+    cfg : ChannelConfig
+    n_layers : int
+        Number of forward arrays L.
+    feedback : dict (k, h) -> FeedbackArray
+        One array per connection of the topology (random-feedback rules only).
+    per_weight : list of arrays (E, N_L, N_h, N_{h−1} + 1), optional
+        Per-synapse feedback of ``per_weight`` SRBP, one per hidden layer.
+    rng : generator, optional
+        Runtime generator on the backend (dropout, redrawn feedback, perturbations).
     """
 
-    def __init__(self, rule: Rule, feedback: Sequence = ()):
-        expected = rule in (Rule.RBP, Rule.SRBP)
-        if expected != bool(feedback):
-            raise ValueError(f"rule={rule.value}: feedback matrices given={bool(feedback)}")
-        self.rule = rule
-        self.feedback = list(feedback)
+    def __init__(self, cfg: ChannelConfig, n_layers: int, feedback=None, per_weight=None, rng=None):
+        self.cfg = cfg
+        self.rule = cfg.rule
+        self.n_layers = n_layers
+        self.sources = sources(cfg, n_layers)
+        self.feedback: dict[tuple[int, int], FeedbackArray] = dict(feedback or {})
+        self.per_weight = per_weight
+        self.rng = rng
+        self._pending = None  # this step's signals, kept for adaptive feedback
+        wanted = {(k, h) for h, ks in enumerate(self.sources, 1) for k in ks}
+        if cfg.rule.has_random_feedback and set(self.feedback) != wanted and not cfg.resample:
+            raise ValueError(f"rule={cfg.rule.value}: feedback for {sorted(wanted)} expected")
 
     @classmethod
-    def build(cls, cfg: ChannelConfig, sizes: Sequence[int], seeds: Sequence[int], dtype: str, xp):
-        """Draw each member's feedback matrices from its own seed and move them to ``xp``."""
-        shapes = feedback_shapes(cfg.rule, sizes)
-        per_member = []
-        for seed in seeds:
-            rng = member_rng(seed, STREAM_FEEDBACK)
-            per_member.append(
-                [draw(cfg.feedback, s, cfg.feedback_scale, rng, dtype) for s in shapes]
-            )
-        mats = [xp.asarray(np.stack([m[k] for m in per_member])) for k in range(len(shapes))]
-        return cls(cfg.rule, mats)
+    def backprop(cls, n_layers: int) -> "Channel":
+        """A plain BP channel (used to measure how far a rule is from the gradient)."""
+        return cls(ChannelConfig(rule=Rule.BP), n_layers)
 
-    def deliver(
-        self,
-        e,
-        r_top,
-        outputs: Sequence,
-        layers: Sequence[Crossbar],
-        fprime: Callable,
-    ) -> list:
-        """Error signals R^h of the hidden layers, bottom first (None where a layer does not learn).
+    @classmethod
+    def pseudobackprop(cls, n_layers: int) -> "Channel":
+        """A plain pseudobackprop channel (Lillicrap et al. Fig. 4b-c)."""
+        return cls(ChannelConfig(rule=Rule.PBP), n_layers)
+
+    @classmethod
+    def build(
+        cls,
+        cfg: ChannelConfig,
+        sizes: Sequence[int],
+        seeds: Sequence[int],
+        dtype: str,
+        xp,
+        forward: Sequence[np.ndarray] = (),
+    ):
+        """Draw each member's feedback from its own seed (host) and move it to ``xp``.
+
+        ``forward`` holds the host initial forward weights (E, N_h, N_{h−1}) for congruence.
+        """
+        L = len(sizes) - 1
+        edges = [(k, h) for h, ks in enumerate(sources(cfg, L), 1) for k in ks]
+        feedback, per_weight = {}, None
+        if cfg.rule.has_random_feedback:
+            stacks: dict[tuple[int, int], list] = {e: [] for e in edges}
+            pw: list[list] = [[] for _ in range(L - 1)]
+            for m, seed in enumerate(seeds):
+                rng = member_rng(seed, STREAM_FEEDBACK)
+                for k, h in edges:
+                    fw = forward[k - 1][m] if cfg.congruent else None
+                    stacks[(k, h)].append(draw_feedback(cfg, (sizes[k], sizes[h]), rng, dtype, fw))
+                if cfg.per_weight:
+                    for h in range(1, L):
+                        shape = (sizes[L], sizes[h], sizes[h - 1] + 1)
+                        pw[h - 1].append(draw_feedback(cfg, shape, rng, dtype))
+            if not cfg.resample:
+                feedback = {e: FeedbackArray(xp.asarray(np.stack(v))) for e, v in stacks.items()}
+            if cfg.per_weight:
+                per_weight = [xp.asarray(np.stack(v)) for v in pw]
+        rng = runtime_rng(list(seeds), xp)
+        return cls(cfg, L, feedback, per_weight, rng)
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def _redraw(self, layers, sizes: Sequence[int], n_members: int, dtype) -> None:
+        """Fresh feedback for this minibatch (``resample``), drawn on the backend."""
+        for h, ks in enumerate(self.sources, 1):
+            for k in ks:
+                fw = layers[k - 1].W if self.cfg.congruent else None
+                shape = (n_members, sizes[k], sizes[h])
+                self.feedback[(k, h)] = FeedbackArray(
+                    draw_feedback(self.cfg, shape, self.rng, str(dtype), fw)
+                )
+
+    def deliver(self, net, outs: Sequence, t, e, r_top) -> list:
+        """Error signals of the hidden layers, bottom first (None where a layer does not learn).
 
         Parameters
         ----------
+        net : Network
+            The forward arrays (read backwards only by the weight-transport rules), transfer
+            functions and loss.
+        outs : list of arrays
+            [x, O^1, …, O^L] of the forward pass; x (B, N_0), O^h (E, B, N_h).
+        t : array, shape (B, N_L)
+            Targets.
         e : array, shape (E, B, N_L)
-            Output error T − O^L, what ``srbp`` sends straight down.
+            Output error T − O^L, what long-range connections carry.
         r_top : array, shape (E, B, N_L)
-            Error of the top layer's pre-activations (−∂E/∂S^L), what ``bp`` and ``rbp`` pass on.
-        outputs : list of arrays, (E, B, N_h) each
-            Outputs O^1 … O^{L−1} of the hidden layers.
-        layers : list of Crossbar
-            The forward arrays W^1 … W^L; only ``bp`` reads them (through ``transport``).
-        fprime : callable
-            f′ of the hidden layers from their outputs, ``fprime(O) -> array`` (None if f′ ≡ 1).
+            −∂E/∂S^L, what short-range connections from the output carry.
 
         Returns
         -------
-        list of arrays (E, B, N_h) or None, length L − 1
-            R^h = J^h ∘ f′(S^h), with J^h the signal the channel delivers to layer h.
+        list, length L − 1, of arrays (E, B, N_h), :class:`Update` or None
         """
-        n_hidden = len(layers) - 1
-        deltas: list = [None] * n_hidden
+        L, cfg, layers = self.n_layers, self.cfg, net.layers
+        deltas: list = [None] * (L - 1)
         if self.rule is Rule.TOP:
             return deltas
-        above = r_top
-        for h in range(n_hidden - 1, -1, -1):
-            if self.rule is Rule.BP:
-                j = layers[h + 1].transport(above)
-            elif self.rule is Rule.RBP:
-                j = above @ self.feedback[h]
-            else:  # Rule.SRBP
-                j = e @ self.feedback[h]
-            d = fprime(outputs[h])
-            if d is not None:
-                j *= d
-            deltas[h] = above = j
+        if self.rule is Rule.NODE_PERTURBATION:
+            return self._perturb(net, outs, t)
+        if cfg.resample:
+            self._redraw(layers, net.model.sizes, net.n_members, outs[-1].dtype)
+        passed = {L: r_top}
+        for h in range(L - 1, 0, -1):
+            if self.rule in (Rule.BP, Rule.SBP):
+                j = layers[h].transport(passed[h + 1])
+            elif self.rule is Rule.PBP:
+                j = layers[h].transport(passed[h + 1], pseudo_inverse=True)
+            else:
+                j = None
+                for k in self.sources[h - 1]:
+                    part = self.feedback[(k, h)].read(e if _skip(k, h, L) else passed[k])
+                    j = part if j is None else j + part
+            if cfg.dropout:
+                keep = self.rng.random(j.shape) >= cfg.dropout
+                j = j * (keep * (1.0 / (1.0 - cfg.dropout))).astype(j.dtype)
+            d = net.fprime(outs[h]) if cfg.fprime else None
+            r = j if d is None else j * d
+            passed[h] = j if self.rule is Rule.SBP else r
+            deltas[h - 1] = r
+        if cfg.adapt_lr is not None:
+            self._pending = (outs, e, passed)
+        if self.per_weight is not None:
+            deltas = [self._per_weight_update(h, outs, e, net) for h in range(1, L)]
+        elif cfg.signal is not Signal.FULL:
+            xp = get_xp(r_top)
+            f = xp.sign if cfg.signal is Signal.SIGN else xp.abs
+            deltas = [f(r) for r in deltas]
         return deltas
+
+    def _per_weight_update(self, h: int, outs, e, net) -> Update:
+        """ΔW_ij = Σ_b Σ_k c_kij e_bk f′_bi O_bj: every synapse hears its own projection of e.
+
+        The bias is the synapse from a constant input 1 and has its own projection (last column).
+        """
+        xp = get_xp(e)
+        d = net.fprime(outs[h]) if self.cfg.fprime else None
+        C = self.per_weight[h - 1]  # (E, N_L, N_h, N_{h-1} + 1)
+        pre = outs[h - 1]
+        shape = (*e.shape[:2], C.shape[2])
+        dW, db = 0, 0
+        for k in range(C.shape[1]):
+            post = xp.broadcast_to(e[..., k : k + 1], shape) if d is None else e[..., k : k + 1] * d
+            dW = dW + C[:, k, :, :-1] * (post.transpose(0, 2, 1) @ pre)
+            db = db + C[:, k, :, -1] * post.sum(axis=1)
+        return Update(dW, db)
+
+    def _perturb(self, net, outs, t) -> list:
+        """Node perturbation: R^h = −(ℓ(S + ξ) − ℓ(S)) ξ^h / σ², one scalar per example."""
+        sigma = self.cfg.perturbation
+        noise = [(sigma * self.rng.standard_normal(o.shape)).astype(o.dtype) for o in outs[1:-1]]
+        noisy = net.forward(outs[0], noise=noise)[-1]
+        dl = net.example_loss(noisy, t) - net.example_loss(outs[-1], t)  # (E, B)
+        gain = (-dl / sigma**2)[..., None]
+        return [gain * n for n in noise]
+
+    def adapt(self, lr_scale: float) -> None:
+        """ARBP / ASRBP: C_{k→h} += adapt_lr · η/B · signal_kᵀ O^h, with this step's signals."""
+        if self.cfg.adapt_lr is None:
+            return
+        outs, e, passed = self._pending
+        L = self.n_layers
+        for (k, h), fb in self.feedback.items():
+            signal = e if _skip(k, h, L) else passed[k]
+            fb.update(signal, outs[h], self.cfg.adapt_lr * lr_scale)
+        self._pending = None

@@ -73,21 +73,63 @@ class _Named(enum.StrEnum):
 class Rule(_Named):
     """How the output error reaches the hidden layers (the learning channel's topology).
 
-    ``bp``: through the transposed forward weights (weight transport). ``rbp``: random
-    backpropagation / feedback alignment, layer by layer through fixed random matrices, times
-    f′. ``srbp``: skipped RBP / direct feedback alignment, the output error straight to each
-    hidden layer through its own random matrix, times that layer's f′. ``top``: only the top
-    layer learns.
+    Baldi et al. (2018) §2-3 and Lillicrap et al. (2016):
+
+    - ``bp``: through the transposed forward weights, layer by layer (weight transport).
+    - ``rbp`` (FA): layer by layer through fixed random matrices C^{h+1}.
+    - ``srbp`` (DFA): the output error straight to each hidden layer h through its own C^h.
+    - ``sbp``: skipped, through the product of the transposed forward matrices above h, with no
+      f′ of the layers above (weight transport).
+    - ``mixed``: long-range (skip) connections to the hidden layers in ``skip_layers``, a
+      short-range chain (as ``rbp``) to the others.
+    - ``cascade``: every layer above h sends to h through its own matrix; the signals add.
+    - ``pbp``: pseudobackprop, Δh = (W^{h+1})⁺ R^{h+1} (Lillicrap et al. Suppl. Proof 2;
+      reads the forward weights, so non-local).
+    - ``node_perturbation``: hidden pre-activations are perturbed by N(0, σ²) noise and a single
+      scalar, the change of each example's loss, is broadcast back (the reinforcement-learning
+      baseline of Lillicrap et al. Fig. 1d).
+    - ``top``: only the top layer learns.
+
+    The top layer always follows the gradient (Baldi et al. Fact 1).
     """
 
     BP = "bp"
     RBP = "rbp"
     SRBP = "srbp"
+    SBP = "sbp"
+    MIXED = "mixed"
+    CASCADE = "cascade"
+    PBP = "pbp"
+    NODE_PERTURBATION = "node_perturbation"
     TOP = "top"
 
     @classmethod
     def _aliases(cls) -> dict[str, str]:
-        return {"fa": "rbp", "dfa": "srbp", "top_layer_only": "top", "backprop": "bp"}
+        return {
+            "fa": "rbp",
+            "dfa": "srbp",
+            "top_layer_only": "top",
+            "backprop": "bp",
+            "pseudobackprop": "pbp",
+            "np": "node_perturbation",
+        }
+
+    @property
+    def has_random_feedback(self) -> bool:
+        """True for the rules whose channel is made of random feedback arrays."""
+        return self in (Rule.RBP, Rule.SRBP, Rule.MIXED, Rule.CASCADE)
+
+
+class Signal(_Named):
+    """What a hidden layer's update keeps of its error signal R^h (Baldi et al. §4.2 items 5-6).
+
+    ``full``: R^h itself. ``sign``: sign(R^h) (magnitude removed). ``magnitude``: |R^h| (sign
+    removed). Only the update is changed; the channel passes the full signal on.
+    """
+
+    FULL = "full"
+    SIGN = "sign"
+    MAGNITUDE = "magnitude"
 
 
 class Activation(_Named):
@@ -120,13 +162,17 @@ class Dist(_Named):
 
     ``uniform``: U[−s, s] (Lillicrap et al.'s ±ω). ``normal``: N(0, s²). ``glorot_normal``:
     N(0, s²·2/(fan_in + fan_out)), the "scaled normal" of Baldi et al. (Glorot & Bengio 2010).
-    ``glorot_uniform``: U[−a, a] with a = s·√(6/(fan_in + fan_out)). ``s`` is the scale field.
+    ``glorot_uniform``: U[−a, a] with a = s·√(6/(fan_in + fan_out)). ``sign``: ±s with equal
+    probability. ``bernoulli``: s with probability p = n / fan_in, else 0 (feedback only; n is
+    ``feedback_nonzeros``). ``s`` is the scale field.
     """
 
     UNIFORM = "uniform"
     NORMAL = "normal"
     GLOROT_NORMAL = "glorot_normal"
     GLOROT_UNIFORM = "glorot_uniform"
+    SIGN = "sign"
+    BERNOULLI = "bernoulli"
 
 
 DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
@@ -196,6 +242,9 @@ class ModelConfig:
     """Distribution of the initial forward weights."""
     init_scale: float = 1.0
     """Scale s of ``init`` (see :class:`Dist`); biases start at zero."""
+    weight_keep: float = 1.0
+    """Fraction of forward synapses present; the others are missing (0, and stay 0) —
+    Lillicrap et al.'s "50 % of W removed" is 0.5."""
     dtype: str = "float32"
     """Floating-point type of weights and signals: float32 or float64."""
 
@@ -220,6 +269,15 @@ class ModelConfig:
                 "loss=cross_entropy needs output=softmax or logistic",
             )
         _finite("init_scale", self.init_scale, lo=0.0, strict=True)
+        _require(
+            self.init is not Dist.BERNOULLI,
+            "init",
+            str(self.init),
+            "bernoulli is for feedback matrices; forward weights need a signed distribution",
+        )
+        _require(
+            0.0 < self.weight_keep <= 1.0, "weight_keep", self.weight_keep, "must be in (0, 1]"
+        )
         _require(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
 
     @property
@@ -230,17 +288,138 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelConfig:
-    """The learning channel: how the output error reaches each hidden layer."""
+    """The learning channel: how the output error reaches each hidden layer.
+
+    Every variant of Lillicrap et al. (2016) and Baldi et al. (2018) is a value of these fields.
+    """
 
     rule: Rule = Rule.BP
     """Topology of the channel (:class:`Rule`)."""
     feedback: Dist = Dist.GLOROT_NORMAL
-    """Distribution of the fixed random feedback matrices (``rbp`` and ``srbp``)."""
+    """Distribution of the random feedback matrices (rules with random feedback)."""
     feedback_scale: float = 1.0
     """Scale s of ``feedback`` (see :class:`Dist`)."""
+    feedback_mean: float = 0.0
+    """Added to every drawn feedback entry (non-zero means, Baldi et al. §4.2 item 3)."""
+    feedback_nonzeros: float | None = None
+    """``feedback = bernoulli`` only: expected non-zeros n per *sending* neuron. Each entry is 1
+    with probability p = n / fan-in, the fan-in of the forward array the matrix stands in for
+    (the receiving layer's size), times the scale: for Sparse-1 SRBP each output unit reaches
+    one unit of each hidden layer on average (Baldi et al. Fig. 3)."""
+    feedback_normalize: bool = False
+    """``bernoulli`` only: scale the 0/1 entries by 1/√n so RBP's errors do not grow with n."""
+    feedback_keep: float = 1.0
+    """Fraction of feedback entries kept; the others are removed (set to 0), e.g. 0.5 for
+    Lillicrap et al.'s "50 % of B removed"."""
+    congruent: bool = False
+    """``rbp`` only: every feedback weight takes the sign of the forward weight it stands in for
+    (magnitudes stay random); set at the start, or at every draw when ``resample``."""
+    resample: bool = False
+    """Draw fresh feedback matrices for every minibatch (Baldi et al. §4.2 items 1-2)."""
+    fprime: bool = True
+    """Multiply the signal delivered to layer h by f′(S^h); False is the "no-f′" variant."""
+    dropout: float = 0.0
+    """Probability that a hidden unit of the learning channel is dropped for an example; the
+    survivors' signals are scaled by 1/(1 − p) (Baldi et al. §6, Fig. 9)."""
+    signal: Signal = Signal.FULL
+    """What each hidden update keeps of its error signal (:class:`Signal`)."""
+    per_weight: bool = False
+    """``srbp`` only: every synapse, rather than every neuron, gets its own random projection
+    of the output error (Baldi et al. §4.2 item 7, which does not learn)."""
+    adapt_lr: float | None = None
+    """Adaptive feedback (ARBP / ASRBP): ΔC = adapt_lr · η_t · R^{source} ⊗ O^{receiver},
+    relative to the forward learning rate (Baldi et al. used 0.1 for ARBP); None = fixed C."""
+    skip_layers: tuple[int, ...] = ()
+    """``mixed`` only: hidden layers (1 = lowest) that receive the output error directly."""
+    perturbation: float = 1e-3
+    """``node_perturbation`` only: standard deviation σ of the noise on hidden pre-activations."""
 
     def __post_init__(self) -> None:
         _finite("feedback_scale", self.feedback_scale, lo=0.0, strict=True)
+        _finite("feedback_mean", self.feedback_mean)
+        _finite("perturbation", self.perturbation, lo=0.0, strict=True)
+        rule = self.rule
+        _require(
+            0.0 < self.feedback_keep <= 1.0 and math.isfinite(self.feedback_keep),
+            "feedback_keep",
+            self.feedback_keep,
+            "must be in (0, 1]",
+        )
+        _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        if self.feedback is Dist.BERNOULLI:
+            _require(
+                self.feedback_nonzeros is not None and self.feedback_nonzeros > 0,
+                "feedback_nonzeros",
+                self.feedback_nonzeros,
+                "feedback=bernoulli needs the expected non-zeros per neuron, a number > 0",
+            )
+        else:
+            for name in ("feedback_nonzeros", "feedback_normalize"):
+                value = getattr(self, name)
+                _require(
+                    value in (None, False),
+                    name,
+                    value,
+                    f"only applies to feedback=bernoulli (feedback={self.feedback.value})",
+                )
+        needs_random = {
+            "congruent": self.congruent,
+            "resample": self.resample,
+            "adapt_lr": self.adapt_lr is not None,
+            "feedback_keep": self.feedback_keep != 1.0,
+            "per_weight": self.per_weight,
+        }
+        for name, used in needs_random.items():
+            if used and not rule.has_random_feedback:
+                raise ConfigError(
+                    name,
+                    getattr(self, name),
+                    f"rule={rule.value} has no random feedback matrices to apply it to; "
+                    "use rbp, srbp, mixed or cascade",
+                )
+        if self.adapt_lr is not None:
+            _finite("adapt_lr", self.adapt_lr, lo=0.0, strict=True)
+            _require(
+                not self.resample,
+                "adapt_lr",
+                self.adapt_lr,
+                "adaptive feedback learns C, a C redrawn every minibatch (resample=true) cannot",
+            )
+        _require(
+            not self.congruent or rule is Rule.RBP,
+            "congruent",
+            self.congruent,
+            f"sign congruence pairs C^{{h+1}} with W^{{h+1}}, which only rule=rbp has "
+            f"(rule={rule.value})",
+        )
+        _require(
+            not self.per_weight or rule is Rule.SRBP,
+            "per_weight",
+            self.per_weight,
+            f"per-weight feedback is defined for rule=srbp only (rule={rule.value})",
+        )
+        _require(
+            not self.skip_layers or rule is Rule.MIXED,
+            "skip_layers",
+            self.skip_layers,
+            f"only applies to rule=mixed (rule={rule.value})",
+        )
+        _require(
+            all(h >= 1 for h in self.skip_layers)
+            and len(set(self.skip_layers)) == len(self.skip_layers),
+            "skip_layers",
+            self.skip_layers,
+            "must list distinct hidden layers, 1 = the lowest",
+        )
+        if rule in (Rule.TOP, Rule.NODE_PERTURBATION):
+            for name, default in (("dropout", 0.0), ("signal", Signal.FULL), ("fprime", True)):
+                value = getattr(self, name)
+                _require(
+                    value == default,
+                    name,
+                    str(value),
+                    f"rule={rule.value} sends no signal through the channel to modify",
+                )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

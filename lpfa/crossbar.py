@@ -22,6 +22,8 @@ class Crossbar:
         Conductances, one matrix per ensemble member, C-contiguous.
     b : array, shape (E, n_out)
         Biases.
+    mask : array, shape (E, n_out, n_in), optional
+        1 where a synapse exists, 0 where it is missing; missing synapses stay at 0.
 
     Notes
     -----
@@ -30,13 +32,16 @@ class Crossbar:
     update of all members are each one GEMM over a (E·n_out, n_in) view of ``W``.
     """
 
-    def __init__(self, W, b):
+    def __init__(self, W, b, mask=None):
         if W.ndim != 3 or b.shape != W.shape[:2]:
             raise ValueError(
                 f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)"
             )
-        self.xp: ModuleType = get_xp(W, b)
-        self.W = self.xp.ascontiguousarray(W)
+        if mask is not None and mask.shape != W.shape:
+            raise ValueError(f"mask.shape={mask.shape}: need W.shape={W.shape}")
+        self.xp: ModuleType = get_xp(W, b, mask)
+        self.mask = None if mask is None else mask.astype(W.dtype)
+        self.W = self.xp.ascontiguousarray(W if mask is None else W * self.mask)
         self.b = self.xp.ascontiguousarray(b)
         self._vW = None  # momentum buffers, allocated on first use
         self._vb = None
@@ -91,9 +96,21 @@ class Crossbar:
             dW = dW.reshape(E, n_out, n_in)
         else:
             dW = self.xp.matmul(post.transpose(0, 2, 1), pre)
-        db = post.sum(axis=1)
+        self.apply(
+            dW, post.sum(axis=1), scale * batch, weight_decay=weight_decay, momentum=momentum
+        )
+
+    def apply(self, dW, db, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
+        """Add a computed change (already scaled by the learning rate), with decay and momentum.
+
+        Parameters
+        ----------
+        dW, db : arrays, shapes (E, n_out, n_in) and (E, n_out)
+        lr : float
+            Learning rate η of this update (for the decay term η · weight_decay · W).
+        """
         if weight_decay:
-            dW -= (scale * batch * weight_decay) * self.W
+            dW = dW - (lr * weight_decay) * self.W
         if momentum:
             if self._vW is None:
                 self._vW = self.xp.zeros_like(self.W)
@@ -103,21 +120,28 @@ class Crossbar:
             self._vb *= momentum
             self._vb += db
             dW, db = self._vW, self._vb
+        if self.mask is not None:  # missing synapses stay missing
+            dW = dW * self.mask
         self.W += dW
         self.b += db
 
-    def transport(self, post):
-        """Weight transport: read the array backwards, Wᵀ applied to ``post``.
+    def transport(self, post, *, pseudo_inverse: bool = False):
+        """Weight transport: read the array backwards, Wᵀ (or (W⁺)ᵀ) applied to ``post``.
 
-        No physical one-way array can do this; only backprop (and diagnostics that measure
-        backprop) may call it, and audits look for it by name.
+        No physical one-way array can do this; only the weight-transport rules (backprop,
+        skipped backprop, pseudobackprop) and diagnostics that measure them call it, and audits
+        look for it by name.
 
         Parameters
         ----------
         post : array, shape (E, B, n_out)
+        pseudo_inverse : bool
+            Use the Moore-Penrose pseudoinverse W⁺ instead of W (pseudobackprop: Δh = W⁺ e).
 
         Returns
         -------
         array, shape (E, B, n_in)
         """
+        if pseudo_inverse:
+            return self.xp.matmul(post, self.xp.linalg.pinv(self.W).transpose(0, 2, 1))
         return self.xp.matmul(post, self.W)

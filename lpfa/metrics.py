@@ -7,7 +7,7 @@ the arrays' own backend; callers move results to the host with :func:`lpfa.backe
 from lpfa.backend import get_xp
 from lpfa.config import Loss
 
-__all__ = ["accuracy", "angle_deg", "loss", "nse"]
+__all__ = ["accuracy", "angle_deg", "example_loss", "loss", "nse"]
 
 _TINY = 1e-30
 
@@ -27,8 +27,8 @@ def accuracy(out, labels):
     return (out.argmax(axis=-1) == labels[None, :]).mean(axis=-1)
 
 
-def loss(out, t, kind: Loss):
-    """Mean loss per example: ½‖T − O‖² (squared) or −Σ T log O (cross-entropy).
+def example_loss(out, t, kind: Loss):
+    """Loss of every example: ½‖T − O‖² (squared) or −Σ T log O (cross-entropy).
 
     Parameters
     ----------
@@ -36,12 +36,17 @@ def loss(out, t, kind: Loss):
 
     Returns
     -------
-    array, shape (E,)
+    array, shape (E, B)
     """
     xp = get_xp(out, t)
     if kind is Loss.SQUARED:
-        return 0.5 * ((t - out) ** 2).sum(axis=-1).mean(axis=-1)
-    return -(t * xp.log(xp.maximum(out, _TINY))).sum(axis=-1).mean(axis=-1)
+        return 0.5 * ((t - out) ** 2).sum(axis=-1)
+    return -(t * xp.log(xp.maximum(out, _TINY))).sum(axis=-1)
+
+
+def loss(out, t, kind: Loss):
+    """Mean loss per example, shape (E,) (see :func:`example_loss`)."""
+    return example_loss(out, t, kind).mean(axis=-1)
 
 
 def nse(out, t):

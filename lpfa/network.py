@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lpfa import metrics
 from lpfa.backend import STREAM_INIT, get_xp, member_rng
-from lpfa.channel import Channel
-from lpfa.config import Activation, Loss, ModelConfig, Rule, RunConfig
+from lpfa.channel import Channel, Update
+from lpfa.config import Activation, Loss, ModelConfig, RunConfig
 from lpfa.crossbar import Crossbar
 from lpfa.wiring import draw
 
@@ -84,20 +85,20 @@ class Network:
         """Draw each member's initial weights and feedback from its own seed, on backend ``xp``."""
         m = cfg.model
         sizes = m.sizes
-        per_member = []
+        per_member, masks = [], []
         for seed in cfg.seeds:
             rng = member_rng(seed, STREAM_INIT)
-            per_member.append(
-                [
-                    draw(m.init, (sizes[h + 1], sizes[h]), m.init_scale, rng, m.dtype)
-                    for h in range(m.n_layers)
-                ]
-            )
+            shapes = [(sizes[h + 1], sizes[h]) for h in range(m.n_layers)]
+            per_member.append([draw(m.init, s, m.init_scale, rng, m.dtype) for s in shapes])
+            if m.weight_keep < 1.0:
+                masks.append([rng.random(s) < m.weight_keep for s in shapes])
+        host = [np.stack([w[h] for w in per_member]) for h in range(m.n_layers)]
         layers = []
         for h in range(m.n_layers):
-            W = xp.asarray(np.stack([w[h] for w in per_member]))
-            layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype)))
-        channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp)
+            mask = xp.asarray(np.stack([k[h] for k in masks])) if masks else None
+            W = xp.asarray(host[h])
+            layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype), mask))
+        channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host)
         return cls(layers, channel, m)
 
     @property
@@ -105,14 +106,27 @@ class Network:
         """Size E of the ensemble axis."""
         return self.layers[0].shape[0]
 
-    def forward(self, x) -> list:
-        """Outputs of every layer for input ``x`` (B, N_0): [x, O^1, …, O^L], O^h (E, B, N_h)."""
+    def forward(self, x, noise: Sequence | None = None) -> list:
+        """Outputs of every layer for input ``x`` (B, N_0): [x, O^1, …, O^L], O^h (E, B, N_h).
+
+        ``noise`` (node perturbation) is added to the hidden pre-activations S^1 … S^{L−1}.
+        """
         outs = [x]
         last = len(self.layers) - 1
         for h, layer in enumerate(self.layers):
-            kind = self.model.output if h == last else self.model.hidden
-            outs.append(activate(kind, layer.read(outs[-1])))
+            S = layer.read(outs[-1])
+            if noise is not None and h < last:
+                S += noise[h]
+            outs.append(activate(self.model.output if h == last else self.model.hidden, S))
         return outs
+
+    def fprime(self, out):
+        """f′ of the hidden layers from their output (None for linear units)."""
+        return derivative(self.model.hidden, out)
+
+    def example_loss(self, out, t):
+        """Loss of every example, (E, B): ½‖T − O‖² or −Σ T log O."""
+        return metrics.example_loss(out, t, self.model.loss)
 
     def top_error(self, e, out):
         """−∂E/∂S^L from the output error e = T − O^L: e for matched loss/output, else e ∘ f′."""
@@ -123,16 +137,13 @@ class Network:
     def deltas(self, outs: list, t, channel: Channel | None = None) -> list:
         """Error signals R^1 … R^L of every layer for a forward pass ``outs`` and targets ``t``.
 
-        ``channel`` defaults to the network's own; diagnostics pass a backprop channel here to
-        measure what BP would have sent on the same forward pass.
+        ``channel`` defaults to the network's own; diagnostics pass a backprop (or
+        pseudobackprop) channel here to measure what it would have sent on the same pass.
         """
         channel = self.channel if channel is None else channel
         e = t - outs[-1]
         r_top = self.top_error(e, outs[-1])
-        hidden = channel.deliver(
-            e, r_top, outs[1:-1], self.layers, lambda out: derivative(self.model.hidden, out)
-        )
-        return [*hidden, r_top]
+        return [*channel.deliver(self, outs, t, e, r_top), r_top]
 
     def step(self, x, t, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
         """One minibatch SGD step on the mean loss; returns the outputs O^L (E, B, N_L) before it.
@@ -147,11 +158,11 @@ class Network:
         """
         outs = self.forward(x)
         scale = lr / x.shape[0]
+        kw = {"weight_decay": weight_decay, "momentum": momentum}
         for layer, R, pre in zip(self.layers, self.deltas(outs, t), outs[:-1], strict=True):
-            if R is not None:
-                layer.update(R, pre, scale, weight_decay=weight_decay, momentum=momentum)
+            if isinstance(R, Update):
+                layer.apply(R.dW * scale, R.db * scale, lr, **kw)
+            elif R is not None:
+                layer.update(R, pre, scale, **kw)
+        self.channel.adapt(scale)
         return outs[-1]
-
-    def backprop_channel(self) -> Channel:
-        """A BP channel over the same arrays, for measuring how far a rule is from the gradient."""
-        return Channel(Rule.BP)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lpfa import metrics
+from lpfa.alignment import alignment
 from lpfa.backend import resolve, to_numpy
 from lpfa.config import RunConfig
 from lpfa.data import Dataset, load
@@ -111,18 +112,6 @@ def evaluate(
     return res
 
 
-def _angles(net: Network, x, t) -> list[np.ndarray]:
-    """Per hidden layer, the mean angle (°) between the rule's R^h and backprop's, (E,) each."""
-    outs = net.forward(x)
-    rule = net.deltas(outs, t)[:-1]
-    bp = net.deltas(outs, t, net.backprop_channel())[:-1]
-    nan = np.full(net.n_members, np.nan)
-    return [
-        nan if r is None else to_numpy(metrics.angle_deg(r, b))
-        for r, b in zip(rule, bp, strict=True)
-    ]
-
-
 def _progress(total: int, enabled: bool | None, desc: str):
     from tqdm.auto import tqdm
 
@@ -175,14 +164,17 @@ def train(
     shuffle = np.random.default_rng(tc.shuffle_seed)
     probe = min(tc.angle_examples, n)
     history: list[dict[str, Any]] = []
+    hidden = range(1, mc.n_layers)
+    diag_keys = [f"{k}_{h}" for k in ("angle", "angle_pbp", "angle_wb") for h in hidden]
+    diag_keys += ["ewbe_pos"] if mc.n_layers > 1 else []
     started = time.perf_counter()
     step = 0
 
     def record(epoch: int, lr: float, train_stats: dict[str, np.ndarray] | None) -> None:
         test = evaluate(net, x_te, t_te, y_te, mc.loss)
-        angles = None
+        diag = None
         if tc.angle_every is not None and epoch % tc.angle_every == 0 and mc.n_layers > 1:
-            angles = _angles(net, x_tr[:probe], t_tr[:probe])
+            diag = alignment(net, x_tr[:probe], t_tr[:probe])
         rows = []
         for m, seed in enumerate(cfg.seeds):
             row: dict[str, Any] = {
@@ -201,8 +193,8 @@ def train(
             row["test_loss"] = float(test["loss"][m])
             row["test_acc"] = float(test["acc"][m]) if "acc" in test else None
             row["test_nse"] = float(test["nse"][m])
-            for h in range(mc.n_layers - 1):
-                row[f"angle_{h + 1}"] = None if angles is None else float(angles[h][m])
+            for key in diag_keys:
+                row[key] = None if diag is None else float(diag[key][m])
             row["time_s"] = round(time.perf_counter() - started, 3)
             rows.append(row)
         history.extend(rows)

@@ -1,51 +1,80 @@
-"""Random matrices: initial forward weights and the fixed feedback matrices of the channel.
+"""Random matrices: initial forward weights and the feedback matrices of the learning channel.
 
-All draws happen on the host with a member's own numpy generator, so a member's matrices are
-the same whatever backend trains it and whichever other members share its ensemble.
+Initial weights and fixed feedback are drawn on the host with a member's own numpy generator,
+so they are the same whatever backend trains the member and whichever other members share its
+ensemble. Matrices redrawn during training use the backend's generator. Every draw is made in
+float64 from ``rng.random`` / ``rng.standard_normal`` (which numpy and CuPy generators share)
+and then cast, so float32 and float64 runs start from the same numbers.
 """
 
 import math
 
-import numpy as np
+from lpfa.config import ChannelConfig, Dist
 
-from lpfa.config import Dist
-
-__all__ = ["draw"]
+__all__ = ["draw", "draw_feedback"]
 
 
-def draw(
-    dist: Dist, shape: tuple[int, int], scale: float, rng: np.random.Generator, dtype: str
-) -> np.ndarray:
-    """One random matrix of ``shape`` = (fan_out, fan_in) from ``dist`` with scale ``scale``.
+def draw(dist: Dist, shape: tuple[int, ...], scale: float, rng, dtype: str, *, nonzeros=None):
+    """A random array of ``shape`` = (..., fan_out, fan_in) from ``dist`` with scale ``scale``.
 
     Parameters
     ----------
     dist : Dist
         ``uniform`` U[−s, s]; ``normal`` N(0, s²); ``glorot_normal`` N(0, s²·2/(fan_in+fan_out));
-        ``glorot_uniform`` U[−a, a], a = s·√(6/(fan_in+fan_out)).
-    shape : (int, int)
-        Rows (fan-out) and columns (fan-in); the Glorot scales are symmetric in the two.
+        ``glorot_uniform`` U[−a, a], a = s·√(6/(fan_in+fan_out)); ``sign`` ±s; ``bernoulli``
+        s with probability n / fan_in, else 0.
+    shape : tuple of int
+        Leading axes, then rows (fan-out) and columns (fan-in).
     scale : float
         The scale s.
-    rng : numpy.random.Generator
-        The member's generator for this stream.
+    rng : numpy.random.Generator or cupy.random.Generator
+        Draws land on the generator's backend.
     dtype : str
         float32 or float64.
+    nonzeros : float, optional
+        n of ``bernoulli``.
 
     Returns
     -------
-    numpy.ndarray, shape ``shape``, dtype ``dtype``
+    array, shape ``shape``, dtype ``dtype``
     """
-    fan_out, fan_in = shape
+    fan_out, fan_in = shape[-2], shape[-1]
     if dist is Dist.UNIFORM:
-        m = rng.uniform(-scale, scale, size=shape)
+        m = (2.0 * scale) * rng.random(shape) - scale
     elif dist is Dist.NORMAL:
-        m = rng.normal(0.0, scale, size=shape)
+        m = scale * rng.standard_normal(shape)
     elif dist is Dist.GLOROT_NORMAL:
-        m = rng.normal(0.0, scale * math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+        m = (scale * math.sqrt(2.0 / (fan_in + fan_out))) * rng.standard_normal(shape)
     elif dist is Dist.GLOROT_UNIFORM:
         a = scale * math.sqrt(6.0 / (fan_in + fan_out))
-        m = rng.uniform(-a, a, size=shape)
+        m = (2.0 * a) * rng.random(shape) - a
+    elif dist is Dist.SIGN:
+        m = scale * (2.0 * (rng.random(shape) < 0.5) - 1.0)
+    elif dist is Dist.BERNOULLI:
+        if nonzeros is None:
+            raise ValueError("dist=bernoulli needs nonzeros (expected non-zeros per sender)")
+        m = scale * (rng.random(shape) < min(1.0, nonzeros / fan_in))
     else:  # an Enum member added without a branch here is a bug in lpfa
         raise NotImplementedError(dist)
+    return m.astype(dtype, copy=False)
+
+
+def draw_feedback(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str, forward=None):
+    """One feedback matrix of the channel ``cfg`` (storage orientation, see :class:`Channel`).
+
+    Applies, in order: the distribution with its scale, the 1/√n normalisation of sparse 0/1
+    matrices, the non-zero mean, the random removal of a fraction of entries, and sign
+    congruence with ``forward`` (the forward weights the matrix stands in for, same shape).
+    """
+    m = draw(
+        cfg.feedback, shape, cfg.feedback_scale, rng, "float64", nonzeros=cfg.feedback_nonzeros
+    )
+    if cfg.feedback_normalize:
+        m = m / math.sqrt(cfg.feedback_nonzeros)
+    if cfg.feedback_mean:
+        m = m + cfg.feedback_mean
+    if cfg.feedback_keep < 1.0:
+        m = m * (rng.random(shape) < cfg.feedback_keep)
+    if cfg.congruent:
+        m = abs(m) * ((forward >= 0) * 2.0 - 1.0)
     return m.astype(dtype, copy=False)

@@ -43,7 +43,7 @@ def test_required_presets_exist():
         ),
         (
             {"channel": {"rule": "magic"}},
-            r"channel.rule='magic': must be one of bp, rbp, srbp, top",
+            r"channel.rule=.magic.: must be one of bp, rbp, srbp, sbp, mixed, cascade, pbp",
         ),
         ({"channel": {"feedback_scale": 0}}, r"channel.feedback_scale=0.0: must be finite and > 0"),
         ({"data": {"name": "cifar10"}}, r"data.name='cifar10': must be one of mnist"),

@@ -7,7 +7,7 @@ import pytest
 
 from lpfa import config as C
 from lpfa.backend import to_numpy
-from lpfa.channel import Channel
+from lpfa.channel import Channel, FeedbackArray
 from lpfa.crossbar import Crossbar
 from lpfa.metrics import loss
 from lpfa.network import Network
@@ -20,6 +20,13 @@ def weights(net):
     ]
 
 
+def copied_feedback(net):
+    """An RBP channel whose C^{h+1} are copies of W^{h+1} (B = Wᵀ in Lillicrap's notation)."""
+    L = len(net.layers)
+    fb = {(h + 1, h): FeedbackArray(net.layers[h].W.copy()) for h in range(1, L)}
+    return Channel(C.ChannelConfig(rule=C.Rule.RBP), L, fb)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fa_with_feedback_equal_to_forward_weights_is_backprop_bit_for_bit(xp, dtype):
     sizes = (8, 7, 6, 5, 4)
@@ -27,11 +34,10 @@ def test_fa_with_feedback_equal_to_forward_weights_is_backprop_bit_for_bit(xp, d
     bp = Network.build(cfg, xp)
     fa = Network.build(cfg, xp)
     # B = Wᵀ in Lillicrap's notation is C = W in lpfa's storage (see Channel)
-    fa.channel = Channel(C.Rule.RBP, [layer.W.copy() for layer in fa.layers[1:]])
     x, t = batch(xp, sizes, dtype=dtype)
     for _ in range(3):  # stays equal step after step, since the copies of W do not learn
         bp.step(x, t, 0.1)
-        fa.channel = Channel(C.Rule.RBP, [layer.W.copy() for layer in fa.layers[1:]])
+        fa.channel = copied_feedback(fa)
         fa.step(x, t, 0.1)
         for a, b in zip(weights(bp), weights(fa), strict=True):
             np.testing.assert_array_equal(a, b)
@@ -86,7 +92,7 @@ def test_srbp_equals_rbp_with_one_hidden_layer(xp):
     rbp = Network.build(small_config(sizes, "rbp", seeds=(3, 4)), xp)
     srbp = Network.build(small_config(sizes, "srbp", seeds=(3, 4)), xp)
     np.testing.assert_array_equal(
-        to_numpy(rbp.channel.feedback[0]), to_numpy(srbp.channel.feedback[0])
+        to_numpy(rbp.channel.feedback[(2, 1)].C), to_numpy(srbp.channel.feedback[(2, 1)].C)
     )
     x, t = batch(xp, sizes)
     for _ in range(3):
