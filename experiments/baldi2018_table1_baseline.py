@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import load_runs, parser, run_all
+from lpfa.experiment import accuracy_rows, load_runs, parser, run_all
 from lpfa.plots import curves
 from lpfa.report import comparison_table
 
@@ -55,23 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot_only
         else run_all(cfgs, out, progress=False if args.quiet else None)
     )
-    rows = []
-    for rule, history in runs.items():
-        last = max(r["epoch"] for r in history)
-        acc = [100 * r["test_acc"] for r in history if r["epoch"] == last]
-        mean = sum(acc) / len(acc)
-        std = (sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) ** 0.5 if len(acc) > 1 else 0.0
-        label = {"top": "top layer only"}.get(rule, rule.upper())
-        rows.append(
-            {
-                "label": f"{label} (epoch {last})",
-                "mean": mean,
-                "std": std,
-                "n": len(acc),
-                "paper": PAPER[rule],
-                "target": TARGETS[rule],
-            }
-        )
+    labels = {r: ("top layer only" if r == "top" else r.upper()) for r in PAPER}
+    rows = accuracy_rows(runs, PAPER, TARGETS, labels)
     table = comparison_table(rows, unit="test accuracy %")
     (out / "table.md").write_text("# Baldi et al. 2018, Table 1, MNIST baseline\n\n" + table)
     curves(

@@ -7,13 +7,14 @@ metrics per label and seed, and leaves the table and plots to the script.
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lpfa.config import RunConfig, to_dict
+from lpfa.config import ChannelConfig, RunConfig, from_dict, to_dict
 from lpfa.report import read_history
 from lpfa.runfiles import RunWriter
 from lpfa.train import DivergenceError, train
@@ -99,3 +100,42 @@ def load_runs(out: Path, labels: list[str]) -> dict[str, list]:
             raise SystemExit(f"--plot-only: {path} not found; run the experiment first")
         runs[label] = read_history(path)
     return runs
+
+
+def variants(base: RunConfig, channels: Mapping[str, dict[str, Any]]) -> dict[str, RunConfig]:
+    """One config per label: ``base`` with its channel replaced by the given fields."""
+    return {
+        label: dataclasses.replace(
+            base, name=label, channel=from_dict(ChannelConfig, {**to_dict(base.channel), **kw})
+        )
+        for label, kw in channels.items()
+    }
+
+
+def accuracy_rows(
+    runs: Mapping[str, list],
+    paper: Mapping[str, float | None],
+    targets: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for :func:`lpfa.report.comparison_table`: final test accuracy (%) over members."""
+    rows = []
+    for key, history in runs.items():
+        if not history:
+            continue
+        last = max(r["epoch"] for r in history)
+        acc = [100 * r["test_acc"] for r in history if r["epoch"] == last]
+        mean = sum(acc) / len(acc)
+        std = (sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) ** 0.5 if len(acc) > 1 else 0.0
+        label = (labels or {}).get(key, key)
+        rows.append(
+            {
+                "label": f"{label} (epoch {last})",
+                "mean": mean,
+                "std": std,
+                "n": len(acc),
+                "paper": paper.get(key),
+                "target": (targets or {}).get(key),
+            }
+        )
+    return rows

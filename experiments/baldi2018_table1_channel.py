@@ -1,0 +1,110 @@
+"""Baldi, Sadowski & Lu (2018), Table 1 channel rows: no-f′, adaptive, sparse, LC dropout.
+
+The MNIST protocol of the baseline (784-100-100-100-100-10 tanh / softmax, batch 100, lr 0.1 with
+Keras decay 1e-6, 100 epochs) with the learning channel changed:
+
+- no-f′: the signal reaching layer h is not multiplied by f′ (Fig. 1);
+- adaptive: ARBP with ΔC = 0.1·η R O (the paper's 0.1× for ARBP), ASRBP with the full η (Fig. 2);
+- sparse-n: 0/1 Bernoulli feedback, p = n / fan-in, weight 1 as in the paper (Fig. 3);
+- LC dropout p: channel units dropped with probability p, survivors × 1/(1 − p) (Fig. 9).
+
+Paper (test accuracy %, 5 seeds; dropout rows single numbers):
+no-f′ BP 89.9, RBP 88.3, SRBP 88.4; adaptive RBP 97.3, SRBP 97.3; sparse-8 96.0 / 96.9,
+sparse-2 96.3 / 95.8, sparse-1 90.3 / 94.6 (RBP / SRBP); dropout 10 % 97.7 / 96.5 / 97.1,
+20 % 97.8 / 96.7 / 97.2, 50 % 97.7 / 96.7 / 97.1 (BP / RBP / SRBP).
+
+Runtime: 20 configurations × 100 epochs, about 1 minute each per seed on one CPU core
+(``--seeds`` defaults to 1 here); ``--quick`` (5 000 examples, 3 epochs) takes about a minute.
+
+    python experiments/baldi2018_table1_channel.py [--quick] [--seeds N] [--only LABEL,...]
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from lpfa import config as C
+from lpfa.experiment import accuracy_rows, load_runs, parser, run_all, variants
+from lpfa.plots import curves
+from lpfa.report import comparison_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHANNELS = {
+    "nofp_bp": {"rule": "bp", "fprime": False},
+    "nofp_rbp": {"rule": "rbp", "fprime": False},
+    "nofp_srbp": {"rule": "srbp", "fprime": False},
+    "adaptive_rbp": {"rule": "rbp", "adapt_lr": 0.1},
+    "adaptive_srbp": {"rule": "srbp", "adapt_lr": 1.0},
+    **{
+        f"sparse{n}_{rule}": {"rule": rule, "feedback": "bernoulli", "feedback_nonzeros": n}
+        for n in (8, 2, 1)
+        for rule in ("rbp", "srbp")
+    },
+    **{
+        f"dropout{p}_{rule}": {"rule": rule, "dropout": p / 100}
+        for p in (10, 20, 50)
+        for rule in ("bp", "rbp", "srbp")
+    },
+}
+PAPER = {
+    "nofp_bp": 89.9, "nofp_rbp": 88.3, "nofp_srbp": 88.4,
+    "adaptive_rbp": 97.3, "adaptive_srbp": 97.3,
+    "sparse8_rbp": 96.0, "sparse8_srbp": 96.9, "sparse2_rbp": 96.3, "sparse2_srbp": 95.8,
+    "sparse1_rbp": 90.3, "sparse1_srbp": 94.6,
+    "dropout10_bp": 97.7, "dropout10_rbp": 96.5, "dropout10_srbp": 97.1,
+    "dropout20_bp": 97.8, "dropout20_rbp": 96.7, "dropout20_srbp": 97.2,
+    "dropout50_bp": 97.7, "dropout50_rbp": 96.7, "dropout50_srbp": 97.1,
+}  # fmt: skip
+# the issue's bar: within 1.5 points of the paper, else say why
+TARGETS = {k: (v - 1.5, v + 1.5) for k, v in PAPER.items()}
+
+
+def configs(
+    quick: bool, seeds: int | None, backend: str, only: list[str]
+) -> dict[str, C.RunConfig]:
+    base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
+    base = dataclasses.replace(base, seeds=tuple(range(seeds or 1)), backend=backend)
+    if quick:
+        base = dataclasses.replace(
+            base,
+            data=dataclasses.replace(base.data, n_train=5000, n_test=2000),
+            train=dataclasses.replace(base.train, epochs=3),
+        )
+    chosen = {k: v for k, v in CHANNELS.items() if not only or k in only}
+    return variants(base, chosen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__, "results/baldi2018_table1_channel")
+    p.add_argument("--only", default="", help="comma-separated labels to run (default: all)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    only = [s for s in args.only.split(",") if s]
+    unknown = set(only) - set(CHANNELS)
+    if unknown:
+        p.error(f"--only: unknown labels {sorted(unknown)}; allowed: {', '.join(CHANNELS)}")
+    cfgs = configs(args.quick, args.seeds, args.backend, only)
+    if args.plot_only:
+        runs = load_runs(out, [k for k in cfgs if (out / k / "history.csv").is_file()])
+    else:
+        runs = run_all(cfgs, out, progress=False if args.quiet else None)
+    table = comparison_table(accuracy_rows(runs, PAPER, TARGETS), unit="test accuracy %")
+    (out / "table.md").write_text(
+        "# Baldi et al. 2018, Table 1, channel variants (MNIST)\n\n" + table
+    )
+    for group in ("nofp", "adaptive", "sparse", "dropout"):
+        sub = {k: v for k, v in runs.items() if k.startswith(group)}
+        if sub:
+            curves(
+                sub,
+                [("test_acc", "test accuracy")],
+                out / f"{group}.png",
+                title=f"Baldi et al. 2018: {group} variants",
+            )
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
