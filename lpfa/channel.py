@@ -23,6 +23,7 @@ import numpy as np
 
 from lpfa.backend import STREAM_FEEDBACK, get_xp, member_rng, runtime_rng
 from lpfa.config import ChannelConfig, Rule, Signal
+from lpfa.quant import quantizer
 from lpfa.wiring import draw_feedback
 
 __all__ = ["Channel", "FeedbackArray", "Update", "sources"]
@@ -102,6 +103,8 @@ class Channel:
 
     def __init__(self, cfg: ChannelConfig, n_layers: int, feedback=None, per_weight=None, rng=None):
         self.cfg = cfg
+        self.error_q = quantizer(cfg.error_format, cfg.rounding, rng)
+        self.update_q = quantizer(cfg.update_format, cfg.rounding, rng)
         self.rule = cfg.rule
         self.n_layers = n_layers
         self.sources = sources(cfg, n_layers)
@@ -132,6 +135,7 @@ class Channel:
         dtype: str,
         xp,
         forward: Sequence[np.ndarray] = (),
+        rng=None,
     ):
         """Draw each member's feedback from its own seed (host) and move it to ``xp``.
 
@@ -156,7 +160,7 @@ class Channel:
                 feedback = {e: FeedbackArray(xp.asarray(np.stack(v))) for e, v in stacks.items()}
             if cfg.per_weight:
                 per_weight = [xp.asarray(np.stack(v)) for v in pw]
-        rng = runtime_rng(list(seeds), xp)
+        rng = runtime_rng(list(seeds), xp) if rng is None else rng
         return cls(cfg, L, feedback, per_weight, rng)
 
     # --- one step ------------------------------------------------------------------------------
@@ -214,6 +218,8 @@ class Channel:
             if cfg.dropout:
                 keep = self.rng.random(j.shape) >= cfg.dropout
                 j = j * (keep * (1.0 / (1.0 - cfg.dropout))).astype(j.dtype)
+            if self.error_q is not None:  # what the neuron receives, before f′ and relaying
+                j = self.error_q(j)
             d = net.fprime(outs[h]) if cfg.fprime else None
             r = j if d is None else j * d
             passed[h] = j if self.rule is Rule.SBP else r

@@ -76,6 +76,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_quantizer(args: argparse.Namespace) -> int:
+    from lpfa.testing import check_quantizer_main  # needs hypothesis
+
+    return check_quantizer_main(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lpfa``."""
     p = argparse.ArgumentParser(prog="lpfa", description=__doc__.split("\n\n")[0])
@@ -92,11 +98,47 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output folder (default: results/<name>)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
     t.set_defaults(func=_train)
+    q = sub.add_parser(
+        "check-quantizer",
+        help="run the quantizer test kit on module:callable",
+        add_help=False,  # the kit parses its own options (--help included)
+    )
+    q.add_argument("args", nargs=argparse.REMAINDER)
+    q.set_defaults(func=_check_quantizer)
+    for add in _plugins():
+        add(sub)
     return p
+
+
+def _plugins() -> list:
+    """``add_commands(subparsers)`` functions of the lpfa modules with commands, and of
+    installed packages that declare the ``lpfa.commands`` entry point (hwmodels' ``audit``).
+
+    Loading them through entry points keeps lpfa free of imports of those packages.
+    """
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    adders = []
+    for name in BUILTIN_COMMANDS:
+        try:
+            adders.append(import_module(name).add_commands)
+        except ModuleNotFoundError as err:  # an optional dependency of that command is missing
+            if err.name == name:
+                raise
+    adders += [ep.load() for ep in entry_points(group="lpfa.commands")]
+    return adders
+
+
+# modules of lpfa that add their own subcommands
+BUILTIN_COMMANDS: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input prints one line naming the field and exits with status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check-quantizer"]:  # the kit owns every option after the command
+        return _check_quantizer(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     from lpfa.data import DataError
 

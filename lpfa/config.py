@@ -180,6 +180,21 @@ DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "cupy", "auto")
 
 
+ROUNDINGS = ("nearest", "stochastic", "toward_zero")
+
+
+def _format(path: str, spec: str | None) -> None:
+    """Check a number-format spec such as ``log:bits=3,alpha=0.125`` (see lpfa.quant)."""
+    if spec is None:
+        return
+    from lpfa.quant import parse_format
+
+    try:
+        parse_format(spec)
+    except ValueError as err:
+        raise ConfigError(path, spec, f"not a number format: {err}") from None
+
+
 def _require(ok: bool, path: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(path, value, allowed)
@@ -245,6 +260,16 @@ class ModelConfig:
     weight_keep: float = 1.0
     """Fraction of forward synapses present; the others are missing (0, and stay 0) —
     Lillicrap et al.'s "50 % of W removed" is 0.5."""
+    input_format: str | None = None
+    """Number format of the input lines of every array (DAC), e.g. ``fixed:bits=8,full_scale=1``;
+    None = the dtype. Formats are ``name:key=value,…`` specs of :func:`lpfa.quant.parse_format`."""
+    output_format: str | None = None
+    """Number format of every array's outputs S = W x + b (ADC); None = the dtype."""
+    weight_format: str | None = None
+    """Conductance levels: every forward weight is kept on this format's grid (clipped to its
+    range) at the start and after every update; None = the dtype."""
+    rounding: str = "nearest"
+    """Rounding of the forward-path formats: nearest, stochastic or toward_zero."""
     dtype: str = "float32"
     """Floating-point type of weights and signals: float32 or float64."""
 
@@ -277,6 +302,14 @@ class ModelConfig:
         )
         _require(
             0.0 < self.weight_keep <= 1.0, "weight_keep", self.weight_keep, "must be in (0, 1]"
+        )
+        for name in ("input_format", "output_format", "weight_format"):
+            _format(name, getattr(self, name))
+        _require(
+            self.rounding in ROUNDINGS,
+            "rounding",
+            self.rounding,
+            f"must be one of {', '.join(ROUNDINGS)}",
         )
         _require(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
 
@@ -333,11 +366,28 @@ class ChannelConfig:
     """``mixed`` only: hidden layers (1 = lowest) that receive the output error directly."""
     perturbation: float = 1e-3
     """``node_perturbation`` only: standard deviation σ of the noise on hidden pre-activations."""
+    error_format: str | None = None
+    """Number format of the signal J^h each hidden neuron receives, applied before f′ and before
+    the signal travels on, so quantization errors accumulate in chained channels (Baldi et al.
+    §5, eq. 19: ``log:bits=3,alpha=0.125``); None = the dtype."""
+    update_format: str | None = None
+    """Number format of each example's weight change R_b ⊗ O_b, applied before the minibatch
+    sum, to every layer (Baldi et al. §5: ``log:bits=3,alpha=0.015625``); None = the dtype."""
+    rounding: str = "nearest"
+    """Rounding of ``error_format`` and ``update_format``: nearest, stochastic or toward_zero."""
 
     def __post_init__(self) -> None:
         _finite("feedback_scale", self.feedback_scale, lo=0.0, strict=True)
         _finite("feedback_mean", self.feedback_mean)
         _finite("perturbation", self.perturbation, lo=0.0, strict=True)
+        _format("error_format", self.error_format)
+        _format("update_format", self.update_format)
+        _require(
+            self.rounding in ROUNDINGS,
+            "rounding",
+            self.rounding,
+            f"must be one of {', '.join(ROUNDINGS)}",
+        )
         rule = self.rule
         _require(
             0.0 < self.feedback_keep <= 1.0 and math.isfinite(self.feedback_keep),
@@ -399,6 +449,13 @@ class ChannelConfig:
             f"per-weight feedback is defined for rule=srbp only (rule={rule.value})",
         )
         _require(
+            not (self.per_weight and self.update_format),
+            "update_format",
+            self.update_format,
+            "per-weight feedback computes each synapse's change whole; it has no per-example "
+            "outer product to quantize",
+        )
+        _require(
             not self.skip_layers or rule is Rule.MIXED,
             "skip_layers",
             self.skip_layers,
@@ -412,7 +469,12 @@ class ChannelConfig:
             "must list distinct hidden layers, 1 = the lowest",
         )
         if rule in (Rule.TOP, Rule.NODE_PERTURBATION):
-            for name, default in (("dropout", 0.0), ("signal", Signal.FULL), ("fprime", True)):
+            for name, default in (
+                ("dropout", 0.0),
+                ("signal", Signal.FULL),
+                ("fprime", True),
+                ("error_format", None),
+            ):
                 value = getattr(self, name)
                 _require(
                     value == default,

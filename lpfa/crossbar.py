@@ -24,6 +24,9 @@ class Crossbar:
         Biases.
     mask : array, shape (E, n_out, n_in), optional
         1 where a synapse exists, 0 where it is missing; missing synapses stay at 0.
+    dac, adc, levels : callable, optional
+        Quantizers of the input lines, of the outputs S, and of the conductances (applied at the
+        start and after every update); None = exact in the dtype.
 
     Notes
     -----
@@ -32,7 +35,7 @@ class Crossbar:
     update of all members are each one GEMM over a (E·n_out, n_in) view of ``W``.
     """
 
-    def __init__(self, W, b, mask=None):
+    def __init__(self, W, b, mask=None, *, dac=None, adc=None, levels=None):
         if W.ndim != 3 or b.shape != W.shape[:2]:
             raise ValueError(
                 f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)"
@@ -41,7 +44,9 @@ class Crossbar:
             raise ValueError(f"mask.shape={mask.shape}: need W.shape={W.shape}")
         self.xp: ModuleType = get_xp(W, b, mask)
         self.mask = None if mask is None else mask.astype(W.dtype)
-        self.W = self.xp.ascontiguousarray(W if mask is None else W * self.mask)
+        self.dac, self.adc, self.levels = dac, adc, levels
+        W = W if mask is None else W * self.mask
+        self.W = self.xp.ascontiguousarray(W if levels is None else levels(W))
         self.b = self.xp.ascontiguousarray(b)
         self._vW = None  # momentum buffers, allocated on first use
         self._vb = None
@@ -64,15 +69,26 @@ class Crossbar:
         array, shape (E, B, n_out)
         """
         E, n_out, n_in = self.W.shape
+        if self.dac is not None:
+            x = self.dac(x)
         if x.ndim == 2:  # shared input: one GEMM for all members
             S = x @ self.W.reshape(E * n_out, n_in).T
             S = S.reshape(x.shape[0], E, n_out).transpose(1, 0, 2)
         else:
             S = self.xp.matmul(x, self.W.transpose(0, 2, 1))
         S += self.b[:, None, :]
-        return S
+        return S if self.adc is None else self.adc(S)
 
-    def update(self, post, pre, scale: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
+    def update(
+        self,
+        post,
+        pre,
+        scale: float,
+        *,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        per_example=None,
+    ):
         """Local outer-product update: W += scale · postᵀ pre (batch sum), b += scale · Σ post.
 
         Parameters
@@ -87,9 +103,19 @@ class Crossbar:
             Decay W ← W − (scale·B)·weight_decay·W, i.e. η · weight_decay per update.
         momentum : float
             μ of v ← μ v + ΔW, W ← W + v.
+        per_example : callable, optional
+            Quantizer of every example's change post_b ⊗ pre_b before the batch sum (Baldi
+            et al. §5); the outer products are then formed explicitly, a chunk of examples at a
+            time.
         """
         E, n_out, n_in = self.W.shape
         batch = post.shape[1]
+        if per_example is not None:
+            dW, db = self._quantized_sum(post, pre, per_example)
+            self.apply(
+                dW * scale, db * scale, scale * batch, weight_decay=weight_decay, momentum=momentum
+            )
+            return
         post = post * scale  # scale the small signal, not the large outer product
         if pre.ndim == 2:
             dW = post.transpose(1, 0, 2).reshape(batch, E * n_out).T @ pre
@@ -99,6 +125,20 @@ class Crossbar:
         self.apply(
             dW, post.sum(axis=1), scale * batch, weight_decay=weight_decay, momentum=momentum
         )
+
+    def _quantized_sum(self, post, pre, q, budget: int = 1 << 22):
+        """Σ_b q(post_b ⊗ pre_b) and Σ_b q(post_b), in chunks of at most ``budget`` elements."""
+        E, n_out, n_in = self.W.shape
+        batch = post.shape[1]
+        step = max(1, budget // (E * n_out * n_in))
+        dW = self.xp.zeros_like(self.W)
+        for i in range(0, batch, step):
+            rows = post[:, i : i + step, :, None]
+            cols = (
+                pre[None, i : i + step, None, :] if pre.ndim == 2 else pre[:, i : i + step, None, :]
+            )
+            dW += q(rows * cols).sum(axis=1)
+        return dW, q(post).sum(axis=1)
 
     def apply(self, dW, db, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
         """Add a computed change (already scaled by the learning rate), with decay and momentum.
@@ -124,6 +164,8 @@ class Crossbar:
             dW = dW * self.mask
         self.W += dW
         self.b += db
+        if self.levels is not None:
+            self.W[...] = self.levels(self.W)
 
     def transport(self, post, *, pseudo_inverse: bool = False):
         """Weight transport: read the array backwards, Wᵀ (or (W⁺)ᵀ) applied to ``post``.

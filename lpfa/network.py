@@ -9,10 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from lpfa import metrics
-from lpfa.backend import STREAM_INIT, get_xp, member_rng
+from lpfa.backend import STREAM_INIT, get_xp, member_rng, runtime_rng
 from lpfa.channel import Channel, Update
 from lpfa.config import Activation, Loss, ModelConfig, RunConfig
 from lpfa.crossbar import Crossbar
+from lpfa.quant import quantizer
 from lpfa.wiring import draw
 
 __all__ = ["Network", "activate", "derivative"]
@@ -93,12 +94,17 @@ class Network:
             if m.weight_keep < 1.0:
                 masks.append([rng.random(s) < m.weight_keep for s in shapes])
         host = [np.stack([w[h] for w in per_member]) for h in range(m.n_layers)]
+        rng = runtime_rng(list(cfg.seeds), xp)
+        path = {
+            name: quantizer(getattr(m, f"{kind}_format"), m.rounding, rng)
+            for name, kind in (("dac", "input"), ("adc", "output"), ("levels", "weight"))
+        }
         layers = []
         for h in range(m.n_layers):
             mask = xp.asarray(np.stack([k[h] for k in masks])) if masks else None
             W = xp.asarray(host[h])
-            layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype), mask))
-        channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host)
+            layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype), mask, **path))
+        channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host, rng=rng)
         return cls(layers, channel, m)
 
     @property
@@ -163,6 +169,6 @@ class Network:
             if isinstance(R, Update):
                 layer.apply(R.dW * scale, R.db * scale, lr, **kw)
             elif R is not None:
-                layer.update(R, pre, scale, **kw)
+                layer.update(R, pre, scale, per_example=self.channel.update_q, **kw)
         self.channel.adapt(scale)
         return outs[-1]

@@ -14,6 +14,7 @@ rounded to that dtype first.
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -39,7 +40,9 @@ __all__ = [
     "Sign",
     "Ternary",
     "grid",
+    "parse_format",
     "quantize",
+    "quantizer",
 ]
 
 # numpy path of the log quantizer: elements per block, so that a block's temporaries stay in the
@@ -651,6 +654,52 @@ BF16 = Minifloat(exp_bits=8, man_bits=7, saturate=False)
 """bfloat16: max ~3.39e38, min normal 2^-126, min subnormal 2^-133, overflow to inf."""
 
 
+_FORMAT_NAMES: dict[str, Any] = {
+    "log": LogFormat,
+    "fixed": FixedPoint,
+    "sign": Sign,
+    "ternary": Ternary,
+    "minifloat": Minifloat,
+    "identity": Identity,
+}
+_PRESETS: dict[str, Format] = {
+    "fp8_e4m3": FP8_E4M3,
+    "fp8_e5m2": FP8_E5M2,
+    "fp16": FP16,
+    "bf16": BF16,
+}
+
+
+def parse_format(text: str) -> Format:
+    """A format from ``name[:key=value,...]``, e.g. ``log:bits=4,alpha=0.125`` or ``fp8_e4m3``.
+
+    Names: log, fixed, sign, ternary, minifloat, identity, and the presets fp8_e4m3, fp8_e5m2,
+    fp16, bf16 (which take no options). Values are Python literals (numbers, True/False, None).
+    """
+    name, _, rest = text.partition(":")
+    name = name.strip().lower()
+    if name in _PRESETS and not rest:
+        return _PRESETS[name]
+    if name not in _FORMAT_NAMES:
+        allowed = ", ".join([*_FORMAT_NAMES, *_PRESETS])
+        raise ValueError(f"format={text!r}: the name must be one of {allowed}")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"format={text!r}: options are key=value, got {item!r}")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(
+                f"format={text!r}: {key.strip()}={value.strip()!r} is not a Python literal"
+            ) from None
+    try:
+        return _FORMAT_NAMES[name](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"format={text!r}: {e}") from None
+
+
 def quantize(
     x: Any,
     fmt: Format,
@@ -875,3 +924,26 @@ def _resolve_scale(x: Any, scale: float | DynamicScale, top: float) -> Any:
     if isinstance(scale, DynamicScale):
         return _dynamic_scale(x, scale, top)
     return x.dtype.type(scale)
+
+
+def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng: Any = None):
+    """A one-argument quantizer ``q(x)`` for a format spec, or None when ``spec`` is None.
+
+    Parameters
+    ----------
+    spec : str or None
+        ``name:key=value,…`` (see :func:`parse_format`).
+    rounding : Rounding or str
+    rng : generator, optional
+        Needed for stochastic rounding (the channel's runtime generator).
+    """
+    if spec is None:
+        return None
+    fmt = parse_format(spec)
+    rounding = Rounding(rounding) if isinstance(rounding, str) else rounding
+
+    def q(x: Any) -> Any:
+        return quantize(x, fmt, rounding=rounding, rng=rng)
+
+    q.fmt = fmt  # type: ignore[attr-defined]
+    return q

@@ -43,7 +43,6 @@ nonfinite
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import inspect
 import math
@@ -63,6 +62,8 @@ from hypothesis.extra import numpy as hnp
 
 from lpfa import quant
 from lpfa.quant import (
+    _FORMAT_NAMES,
+    _PRESETS,
     DynamicScale,
     FixedPoint,
     Format,
@@ -72,6 +73,7 @@ from lpfa.quant import (
     Rounding,
     Sign,
     Ternary,
+    parse_format,
 )
 
 __all__ = [
@@ -827,51 +829,6 @@ def _is_pos_int(v: Any) -> bool:
 
 
 # --- command line -------------------------------------------------------------------------------
-
-_FORMAT_NAMES: dict[str, Callable[..., Format]] = {
-    "log": LogFormat,
-    "fixed": FixedPoint,
-    "sign": Sign,
-    "ternary": Ternary,
-    "minifloat": Minifloat,
-    "identity": Identity,
-}
-_PRESETS: dict[str, Format] = {
-    "fp8_e4m3": quant.FP8_E4M3,
-    "fp8_e5m2": quant.FP8_E5M2,
-    "fp16": quant.FP16,
-    "bf16": quant.BF16,
-}
-
-
-def parse_format(text: str) -> Format:
-    """A format from ``name[:key=value,...]``, e.g. ``log:bits=4,alpha=0.125`` or ``fp8_e4m3``.
-
-    Names: log, fixed, sign, ternary, minifloat, identity, and the presets fp8_e4m3, fp8_e5m2,
-    fp16, bf16 (which take no options). Values are Python literals (numbers, True/False, None).
-    """
-    name, _, rest = text.partition(":")
-    name = name.strip().lower()
-    if name in _PRESETS and not rest:
-        return _PRESETS[name]
-    if name not in _FORMAT_NAMES:
-        allowed = ", ".join([*_FORMAT_NAMES, *_PRESETS])
-        raise ValueError(f"format={text!r}: the name must be one of {allowed}")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"format={text!r}: options are key=value, got {item!r}")
-        try:
-            kwargs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            raise ValueError(
-                f"format={text!r}: {key.strip()}={value.strip()!r} is not a Python literal"
-            ) from None
-    try:
-        return _FORMAT_NAMES[name](**kwargs)
-    except TypeError as e:
-        raise ValueError(f"format={text!r}: {e}") from None
 
 
 def _load(spec: str) -> Callable[..., Any]:

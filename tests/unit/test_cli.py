@@ -110,3 +110,19 @@ def test_divergence_is_reported_and_history_kept(tmp_path, capsys):
     assert "history so far" in err
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
     assert read_history(out / "history.csv")[0]["epoch"] == 0
+
+
+def test_check_quantizer_passes_ours_and_names_the_broken_contract(tmp_path, monkeypatch, capsys):
+    (tmp_path / "userq.py").write_text(
+        "import numpy as np\n"
+        "def good(x):\n    return np.asarray(np.round(np.clip(x, -1, 1) * 4) / 4)\n"
+        "def skewed(x):  # floor: not odd-symmetric, error up to a whole step\n"
+        "    return np.asarray(np.floor(np.clip(x, -1, 1) * 4) / 4)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grid = "--grid=" + ",".join(str(k / 4) for k in range(-4, 5))
+    assert main(["check-quantizer", "userq:good", grid, "--max-examples", "30"]) == 0
+    assert main(["check-quantizer", "userq:skewed", grid, "--max-examples", "30"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILS" in out
+    assert "odd_symmetric" in out
