@@ -371,8 +371,9 @@ class ChannelConfig:
     the signal travels on, so quantization errors accumulate in chained channels (Baldi et al.
     §5, eq. 19: ``log:bits=3,alpha=0.125``); None = the dtype."""
     update_format: str | None = None
-    """Number format of each example's weight change R_b ⊗ O_b, applied before the minibatch
-    sum, to every layer (Baldi et al. §5: ``log:bits=3,alpha=0.015625``); None = the dtype."""
+    """Number format of each example's weight update η_t · R_b ⊗ O_b, applied before the
+    minibatch mean, to every layer (Baldi et al. §5: ``log:bits=3,alpha=0.015625``, α reduced
+    "since weight updates need to be small"); None = the dtype."""
     rounding: str = "nearest"
     """Rounding of ``error_format`` and ``update_format``: nearest, stochastic or toward_zero."""
 

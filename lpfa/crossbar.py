@@ -104,17 +104,16 @@ class Crossbar:
         momentum : float
             μ of v ← μ v + ΔW, W ← W + v.
         per_example : callable, optional
-            Quantizer of every example's change post_b ⊗ pre_b before the batch sum (Baldi
-            et al. §5); the outer products are then formed explicitly, a chunk of examples at a
-            time.
+            Quantizer of every example's weight update η · post_b ⊗ pre_b (η = scale · B)
+            before the minibatch mean (Baldi et al. §5); the outer products are then formed
+            explicitly, a chunk of examples at a time.
         """
         E, n_out, n_in = self.W.shape
         batch = post.shape[1]
-        if per_example is not None:
-            dW, db = self._quantized_sum(post, pre, per_example)
-            self.apply(
-                dW * scale, db * scale, scale * batch, weight_decay=weight_decay, momentum=momentum
-            )
+        lr = scale * batch
+        if per_example is not None:  # each example's update η·post_b ⊗ pre_b, then the mean
+            dW, db = self._quantized_sum(post * lr, pre, per_example)
+            self.apply(dW / batch, db / batch, lr, weight_decay=weight_decay, momentum=momentum)
             return
         post = post * scale  # scale the small signal, not the large outer product
         if pre.ndim == 2:
@@ -122,9 +121,7 @@ class Crossbar:
             dW = dW.reshape(E, n_out, n_in)
         else:
             dW = self.xp.matmul(post.transpose(0, 2, 1), pre)
-        self.apply(
-            dW, post.sum(axis=1), scale * batch, weight_decay=weight_decay, momentum=momentum
-        )
+        self.apply(dW, post.sum(axis=1), lr, weight_decay=weight_decay, momentum=momentum)
 
     def _quantized_sum(self, post, pre, q, budget: int = 1 << 22):
         """Σ_b q(post_b ⊗ pre_b) and Σ_b q(post_b), in chunks of at most ``budget`` elements."""

@@ -64,8 +64,8 @@ def test_update_channel_quantizes_each_example_before_the_sum(xp):
     for h, (R, pre) in enumerate(zip(deltas, outs[:-1], strict=True)):
         R, pre = to_numpy(R), to_numpy(pre)
         pre = np.broadcast_to(pre, (R.shape[0], *pre.shape[-2:]))
-        per_example = quantize(R[:, :, :, None] * pre[:, :, None, :], fmt)
-        expected = W0[h] + 0.1 / x.shape[0] * per_example.sum(axis=1)
+        per_example = quantize(0.1 * R[:, :, :, None] * pre[:, :, None, :], fmt)
+        expected = W0[h] + per_example.mean(axis=1)
         np.testing.assert_allclose(to_numpy(quant.layers[h].W), expected, rtol=1e-12, atol=1e-15)
 
 
