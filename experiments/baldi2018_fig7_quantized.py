@@ -1,4 +1,4 @@
-"""Baldi, Sadowski & Lu (2018), Figures 7-8 and Table 1 quantized rows: few-bit error and update channels.
+"""Baldi, Sadowski & Lu (2018), Figures 7-8 and Table 1 quantized rows: few-bit channels.
 
 MNIST, 784-100-100-100-100-10 tanh / softmax, batch 100, for BP, RBP and SRBP:
 
