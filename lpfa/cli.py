@@ -126,12 +126,16 @@ def _plugins() -> list:
         except ModuleNotFoundError as err:  # an optional dependency of that command is missing
             if err.name == name:
                 raise
-    adders += [ep.load() for ep in entry_points(group="lpfa.commands")]
+    for ep in entry_points(group="lpfa.commands"):
+        try:
+            adders.append(ep.load())
+        except Exception as err:  # a broken plug-in must not take the other commands down
+            print(f"warning: lpfa command plug-in {ep.value} not loaded: {err}", file=sys.stderr)
     return adders
 
 
 # modules of lpfa that add their own subcommands
-BUILTIN_COMMANDS: tuple[str, ...] = ()
+BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep_cli",)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,108 @@
+"""The same 8-run sweep packed (one batched run of 8 seeds) against unpacked (8 runs of 1 seed).
+
+Both go through :func:`lpfa.sweep.run_sweep` with the in-process executor into a fresh SQLite
+store, so the time includes what a sweep costs beyond training: building the network, the
+per-epoch test evaluation, and writing the results. The sweep is one configuration × 8 seeds
+(default: Baldi et al.'s 784-100-100-100-100-10 tanh net with RBP on the first 2 000 MNIST
+training images, 1 epoch, batch 100, test on 1 000 images, no angle measurement).
+
+Reported: member-samples per second (8 × epochs × training examples over the sweep's wall time)
+of each variant, the median over blocks with its min–max, and the ratio packed / unpacked taken
+block by block (both measured seconds apart), median with min–max. Blocks are interleaved
+round-robin: block k runs both variants, in an order that alternates with k, after one untimed
+warm-up block. Nothing is asserted about timing.
+
+Runtime: about 1 minute with the defaults (5 blocks); ``--quick`` (2 blocks, 500 examples)
+takes about 15 seconds and its numbers are only a smoke test.
+
+    python benchmarks/bench_sweep.py [--quick] [--blocks K] [--n-train N] [--epochs E]
+                                     [--rule rbp] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lpfa.sweep import parse_spec, run_sweep
+
+SEEDS = list(range(8))
+
+
+def spec(args: argparse.Namespace, pack: bool) -> dict:
+    return {
+        "name": "bench",
+        "base": "configs/baldi2018_mnist.toml",
+        "seeds": SEEDS,
+        "pack": pack,
+        "set": {
+            "data.n_train": args.n_train,
+            "data.n_test": args.n_test,
+            "train.epochs": args.epochs,
+            "train.angle_every": None,
+            "channel.rule": args.rule,
+        },
+    }
+
+
+def time_sweep(args: argparse.Namespace, pack: bool, root: Path) -> float:
+    """Wall seconds of one whole sweep into a fresh store."""
+    sweep = parse_spec(spec(args, pack), root=root)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        out = run_sweep(sweep, Path(tmp) / "bench.sqlite", progress=False)
+        seconds = time.perf_counter() - t0
+    if out.done != len(SEEDS):
+        raise SystemExit(f"the sweep did not finish: {out}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 blocks, 500 examples (smoke test)")
+    p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--rule", default="rbp")
+    p.add_argument("--json", help="write every block's numbers here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.blocks, args.n_train, args.n_test = 2, 500, 500
+    root = Path(__file__).resolve().parents[1]
+    samples = len(SEEDS) * args.epochs * args.n_train
+    variants = {"packed (1 run × 8 seeds)": True, "unpacked (8 runs × 1 seed)": False}
+    for pack in variants.values():  # warm-up: data cache, BLAS threads, imports
+        time_sweep(args, pack, root)
+    rates: dict[str, list[float]] = {k: [] for k in variants}
+    for k in range(args.blocks):
+        order = list(variants.items())
+        for name, pack in order if k % 2 == 0 else order[::-1]:
+            rates[name].append(samples / time_sweep(args, pack, root))
+    names = list(variants)
+    ratios = [a / b for a, b in zip(rates[names[0]], rates[names[1]], strict=True)]
+
+    def cell(xs: list[float], fmt: str) -> str:
+        return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
+
+    print(
+        f"## sweep packing, {platform.node()}, {args.blocks} blocks, 8 seeds × {args.epochs} "
+        f"epoch(s) × {args.n_train} examples, rule {args.rule}\n"
+    )
+    print("| variant | member-samples/s, median (min–max) |\n|---|---|")
+    for name in names:
+        print(f"| {name} | {cell(rates[name], ',.0f')} |")
+    print(f"\npacked / unpacked (per block): {cell(ratios, '.2f')}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rates": rates, "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

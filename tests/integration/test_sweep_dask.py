@@ -1,0 +1,75 @@
+"""The Dask executor: a small real sweep on a LocalCluster; a worker that dies is retried."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lpfa.sweep
+from lpfa.store import Store, results
+from lpfa.sweep import parse_spec, run_sweep
+
+distributed = pytest.importorskip("distributed")
+
+BASE = {
+    "data.name": "linear-teacher", "data.n_train": 100, "data.n_test": 40,
+    "model.sizes": [30, 8, 10], "model.hidden": "tanh", "model.output": "linear",
+    "model.loss": "squared", "train.epochs": 2, "train.batch_size": 10, "train.lr": 0.01,
+}  # fmt: skip
+
+
+def tiny(**extra):
+    return parse_spec({"name": "tiny", "seeds": [0, 1], "set": dict(BASE), **extra})
+
+
+def test_a_sweep_on_a_local_cluster_matches_the_inline_sweep(tmp_path):
+    sw = tiny(axes={"channel.rule": ["bp", "rbp", "srbp"]})
+    out = run_sweep(sw, tmp_path / "dask.sqlite", executor="dask", workers=2, processes=False,
+                    progress=False)  # fmt: skip
+    assert (out.done, out.failed) == (6, 0)
+    run_sweep(sw, tmp_path / "inline.sqlite", progress=False)
+    a = results(tmp_path / "dask.sqlite", by=["label", "seed"], metrics=["test_nse"])
+    b = results(tmp_path / "inline.sqlite", by=["label", "seed"], metrics=["test_nse"])
+    assert [r["label"] for r in a] == [r["label"] for r in b]
+    np.testing.assert_allclose([r["test_nse_mean"] for r in a], [r["test_nse_mean"] for r in b])
+
+
+def test_a_failing_run_on_dask_is_recorded_and_the_sweep_goes_on(tmp_path):
+    sw = tiny(seeds=[0], axes={"train.batch_size": [10, 1000]})
+    out = run_sweep(sw, tmp_path / "s.sqlite", executor="dask", workers=1, processes=False,
+                    progress=False)  # fmt: skip
+    assert (out.done, out.failed) == (1, 1)
+    with Store(tmp_path / "s.sqlite") as db:
+        (bad,) = db.runs("tiny", "failed")
+    assert "Traceback" in bad["traceback"]
+
+
+_EXECUTE = lpfa.sweep.execute_pack  # the real one, before a test replaces it
+
+
+def _dies_once(config, **kwargs):
+    marker = Path(os.environ["LPFA_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("died")
+        os._exit(3)  # the worker process dies mid-run
+    return _EXECUTE(config, **kwargs)
+
+
+@pytest.mark.slow
+def test_dask_reruns_the_run_of_a_worker_that_died(tmp_path, monkeypatch):
+    import cloudpickle
+
+    monkeypatch.setenv("LPFA_TEST_MARKER", str(tmp_path / "marker"))
+    # the worker processes cannot import this test module: send the function itself
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(lpfa.sweep, "execute_pack", _dies_once)
+    sw = tiny(seeds=[0], axes={"channel.rule": ["bp"]})
+    try:
+        out = run_sweep(sw, tmp_path / "s.sqlite", executor="dask", workers=1, processes=True,
+                        progress=False)  # fmt: skip
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert (out.done, out.failed) == (1, 0)
+    assert (tmp_path / "marker").read_text() == "died"

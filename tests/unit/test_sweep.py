@@ -1,0 +1,368 @@
+"""Sweeps: spec expansion and validation, packing, resume after a kill, failures, the CLI."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lpfa.cli
+import lpfa.sweep
+from lpfa.config import ConfigError
+from lpfa.store import Store, results
+from lpfa.sweep import config_hash, dry_run, load_spec, parse_spec, run_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {
+    "data.name": "linear-teacher", "data.n_train": 100, "data.n_test": 40,
+    "model.sizes": [30, 8, 10], "model.hidden": "tanh", "model.output": "linear",
+    "model.loss": "squared", "train.epochs": 2, "train.batch_size": 10, "train.lr": 0.01,
+}  # fmt: skip
+SPEC = textwrap.dedent(
+    """
+    name = "tiny"
+    seeds = [0, 1]
+    [set]
+    """
+    + "\n".join(f"{k} = {lpfa.sweep._toml(v)}" for k, v in BASE.items())
+    + """
+    [axes]
+    channel.rule = ["bp", "rbp"]
+    [quick]
+    seeds = [5]
+    set = { train.epochs = 1 }
+    """
+)
+
+
+def spec(**extra):
+    """The tiny spec as a dict, with top-level tables replaced by ``extra``."""
+    return {"name": "tiny", "seeds": [0, 1], "set": dict(BASE), **extra}
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+# --- expansion --------------------------------------------------------------------------------
+
+
+def test_axes_multiply_zips_walk_together_and_grids_add_up():
+    sw = parse_spec(
+        spec(
+            axes={"train": {"lr": [0.01, 0.02]}},
+            grid=[
+                {"label": "{channel.rule}", "axes": {"channel.rule": ["bp", "rbp", "srbp"]}},
+                {
+                    "label": "adaptive_{channel.rule}",
+                    "zip": {"channel.rule": ["rbp", "srbp"], "channel.adapt_lr": [0.1, 1.0]},
+                },
+            ],
+        )
+    )
+    assert len({r.config_hash for r in sw.runs}) == 2 * (3 + 2)
+    assert len(sw.runs) == 2 * 2 * (3 + 2)
+    adaptive = {(r.config.channel.rule.value, r.config.channel.adapt_lr) for r in sw.runs
+                if r.label.startswith("adaptive")}  # fmt: skip
+    assert adaptive == {("rbp", 0.1), ("srbp", 1.0)}
+    assert sw.runs[0].axes == {"train.lr": 0.01, "channel.rule": "bp"}
+    assert sw.runs[0].label == "bp train.lr=0.01"
+
+
+def test_quick_applies_its_own_set_and_seeds(spec_file):
+    sw = load_spec(spec_file, quick=True)
+    assert sw.name == "tiny_quick"
+    assert {r.seed for r in sw.runs} == {5}
+    assert all(r.config.train.epochs == 1 for r in sw.runs)
+
+
+def test_the_run_hash_ignores_seeds_and_name_and_nothing_else():
+    a = parse_spec(spec(axes={"channel.rule": ["bp"]})).runs
+    b = parse_spec(spec(name="other", seeds=[7], axes={"channel.rule": ["bp"]})).runs
+    c = parse_spec(spec(axes={"channel.rule": ["bp"], "train.lr": [0.02]})).runs
+    assert a[0].config_hash == a[1].config_hash == b[0].config_hash
+    assert c[0].config_hash != a[0].config_hash
+    assert config_hash(a[0].config) == a[0].config_hash
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"axes": {"channel": {"dropout": [0.1, 0.2, 1.5]}}},
+         "axes.channel.dropout[2]=1.5: must be in [0, 1)"),
+        ({"grid": [{}, {"axes": {"train.lr": [0.1, -1]}}]},
+         "grid[1].axes.train.lr[1]=-1.0: must be finite and > 0"),
+        ({"axes": {"model.sizes": [[30, 10], [30, "x", 10]]}},
+         "axes.model.sizes[1][1]='x': must be an integer"),
+        ({"axes": {"channel.bogus": [1]}}, "axes.channel.bogus[0]=1: unknown field"),
+        ({"axes": {"channel.rule": "bp"}}, "axes.channel.rule='bp': must be a non-empty list"),
+        ({"axes": {"channel.rule": []}}, "must be a non-empty list"),
+        ({"zip": {"channel.rule": ["rbp", "srbp"], "channel.adapt_lr": [0.1]}},
+         "zip.channel.adapt_lr=[0.1]: has 1 values; every list of a zip needs as many"),
+        ({"axes": {"seeds": [[0], [1]]}}, "seeds are the ensemble axis"),
+        ({"axes": {"channel.adapt_lr": [0.1]}},
+         "axes.channel.adapt_lr[0]=0.1: rule=bp has no random feedback"),
+        ({"set": {**BASE, "channel.adapt_lr": 0.1}, "axes": {"channel.rule": ["rbp", "bp"]}},
+         "set.channel.adapt_lr=0.1: rule=bp has no random feedback matrices to apply it to; "
+         "use rbp, srbp, mixed or cascade (in the run with channel.rule=bp)"),
+        ({"axes": {"channel.rule": ["bp", "backprop"]}}, "repeats the configuration"),
+        ({"seeds": [0, 0]}, "seeds=[0, 0]: must not repeat a seed"),
+        ({"set": {**BASE, "train.epochs": 0}}, "set.train.epochs=0: must be an integer >= 1"),
+        ({"pack": 0}, "pack=0: must be true, false"),
+        ({"axis": {}}, "axis={}: unknown spec field"),
+        ({"grid": [{"label": "{channel.nope}"}]}, "{channel.nope} is no config field"),
+        ({"paper": {"values": {"bp": "high"}}}, "paper.values="),
+    ],
+)  # fmt: skip
+def test_invalid_specs_are_refused_naming_the_spec_field(extra, message):
+    with pytest.raises(ConfigError) as info:
+        parse_spec(spec(**extra))
+    assert message in str(info.value)
+
+
+def test_quick_without_a_quick_table_is_refused():
+    with pytest.raises(ConfigError, match="no \\[quick\\] table"):
+        parse_spec(spec(), quick=True)
+
+
+# --- packing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pack", "sizes"), [(True, [3, 3]), (False, [1] * 6), (2, [2, 1, 2, 1])])
+def test_runs_of_one_config_are_packed_by_seed(pack, sizes):
+    sw = parse_spec(spec(seeds=[0, 1, 2], pack=pack, axes={"channel.rule": ["bp", "rbp"]}))
+    packs = sw.packs()
+    assert [len(p.runs) for p in packs] == sizes
+    assert all(len({r.config_hash for r in p.runs}) == 1 for p in packs)
+    assert packs[0].config.seeds == tuple(r.seed for r in packs[0].runs)
+
+
+def test_the_dry_run_shows_packing_and_cost():
+    sw = parse_spec(spec(seeds=[0, 1, 2], axes={"channel.rule": ["bp", "rbp"]}))
+    text = dry_run(sw)
+    assert "2 configurations, 6 runs" in text
+    assert "packed into 2 batched runs" in text
+    assert "0,1,2" in text
+    assert "12 member-epochs" in text
+
+
+def test_packed_members_equal_single_runs(tmp_path):
+    axes = {"channel.rule": ["rbp"]}
+    packed = parse_spec(spec(axes=axes))
+    single = parse_spec(spec(axes=axes, pack=False))
+    run_sweep(packed, tmp_path / "a.sqlite", progress=False)
+    run_sweep(single, tmp_path / "b.sqlite", progress=False)
+    a = results(tmp_path / "a.sqlite", by=["seed"], metrics=["test_nse"])
+    b = results(tmp_path / "b.sqlite", by=["seed"], metrics=["test_nse"])
+    np.testing.assert_allclose(
+        [r["test_nse_mean"] for r in a], [r["test_nse_mean"] for r in b], rtol=1e-5
+    )
+
+
+# --- running, failing, resuming ---------------------------------------------------------------
+
+
+def test_a_sweep_writes_one_row_per_seed_and_resumes_with_nothing(tmp_path, monkeypatch):
+    sw = parse_spec(spec(axes={"channel.rule": ["bp", "rbp"]}))
+    out = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
+    assert (out.done, out.failed, out.skipped) == (4, 0, 0)
+    with Store(tmp_path / "s.sqlite") as db:
+        rows = db.runs("tiny")
+        assert [(r["label"], r["seed"], r["status"]) for r in rows] == [
+            ("channel.rule=bp", 0, "done"), ("channel.rule=bp", 1, "done"),
+            ("channel.rule=rbp", 0, "done"), ("channel.rule=rbp", 1, "done"),
+        ]  # fmt: skip
+        assert all(r["packed_with"] == [0, 1] for r in rows)
+        assert all(len(db.epochs(r["id"])) == 3 for r in rows)
+    monkeypatch.setattr(lpfa.sweep, "execute_pack", lambda *a, **k: pytest.fail("reran"))
+    again = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
+    assert (again.done, again.skipped) == (0, 4)
+
+
+def test_a_run_that_raises_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
+    sw = parse_spec(spec(seeds=[0], axes={"train.batch_size": [10, 1000, 20]}))
+    out = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
+    assert (out.done, out.failed) == (2, 1)
+    with Store(tmp_path / "s.sqlite") as db:
+        (bad,) = db.runs("tiny", "failed")
+    assert bad["axes"] == {"train.batch_size": 1000}
+    assert "larger than the 100 training examples" in bad["error"]
+    assert "Traceback" in bad["traceback"]
+
+
+def test_a_diverging_member_does_not_take_its_pack_mates_down(tmp_path):
+    sw = parse_spec(spec(seeds=[0, 1], axes={"train.lr": [1e4]}))
+    out = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
+    assert out.diverged >= 1
+    assert out.diverged + out.done == 2
+
+
+KILLER = """
+import os, sys
+import lpfa.sweep as S
+real, calls = S.execute_pack, []
+def dying(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os._exit(9)  # the process dies mid-sweep, as under kill -9
+    return real(*args, **kwargs)
+S.execute_pack = dying
+S.run_sweep(S.load_spec(sys.argv[1]), sys.argv[2], progress=False)
+"""
+
+
+def test_resume_after_a_kill_loses_nothing_and_reruns_nothing_finished(tmp_path, monkeypatch):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC.replace('["bp", "rbp"]', '["bp", "rbp", "srbp", "top"]'))
+    store = tmp_path / "s.sqlite"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    proc = subprocess.run([sys.executable, str(script), str(path), str(store)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)  # fmt: skip
+    assert proc.returncode == 9
+    with Store(store) as db:
+        before = {(r["label"], r["seed"]): r for r in db.runs("tiny")}
+    done = {k for k, r in before.items() if r["status"] == "done"}
+    assert len(done) == 4  # two packs of two seeds finished
+    assert {r["status"] for k, r in before.items() if k not in done} == {"running"}
+
+    calls = []
+    real = lpfa.sweep.execute_pack
+    monkeypatch.setattr(lpfa.sweep, "execute_pack", lambda c, **k: calls.append(c) or real(c, **k))
+    out = run_sweep(load_spec(path), store, progress=False)
+    assert (out.skipped, out.done, out.failed) == (4, 4, 0)
+    assert len(calls) == 2
+    with Store(store) as db:
+        after = {(r["label"], r["seed"]): r for r in db.runs("tiny")}
+    assert all(r["status"] == "done" for r in after.values())
+    for k in done:  # finished runs are untouched: same rows, same times, one attempt
+        assert after[k]["finished"] == before[k]["finished"]
+        assert after[k]["attempts"] == 1
+    assert {after[k]["attempts"] for k in after if k not in done} == {1, 2}
+
+
+def _dies_once(config, **kwargs):
+    marker = Path(os.environ["LPFA_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("died")
+        os._exit(3)
+    return lpfa.sweep.execute_pack.__wrapped__(config, **kwargs)
+
+
+def test_process_pool_reruns_the_packs_of_a_worker_that_died(tmp_path, monkeypatch):
+    monkeypatch.setenv("LPFA_TEST_MARKER", str(tmp_path / "marker"))
+    # _dies_once is pickled by reference: the pool's workers are forks of this process
+    real = lpfa.sweep.execute_pack
+    monkeypatch.setattr(lpfa.sweep, "execute_pack", _dies_once)
+    monkeypatch.setattr(_dies_once, "__wrapped__", real, raising=False)
+    sw = parse_spec(spec(axes={"channel.rule": ["bp", "rbp"]}))
+    out = run_sweep(sw, tmp_path / "s.sqlite", executor="process", workers=1, progress=False)
+    assert (out.done, out.failed) == (4, 0)
+    with Store(tmp_path / "s.sqlite") as db:
+        assert max(r["attempts"] for r in db.runs("tiny")) == 2
+
+
+def _sweep_into(store, name):
+    run_sweep(parse_spec(spec(name=name, axes={"channel.rule": ["bp", "rbp", "srbp"]})), store,
+              progress=False)  # fmt: skip
+
+
+def test_two_sweeps_writing_one_store_at_once(tmp_path):
+    import multiprocessing
+
+    store = tmp_path / "s.sqlite"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_sweep_into, args=(store, f"sweep{k}")) for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with Store(store) as db:
+        assert db.sweeps() == {"sweep0": {"done": 6}, "sweep1": {"done": 6}}
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    monkeypatch.setattr(lpfa.cli, "BUILTIN_COMMANDS", ("lpfa.sweep_cli",))
+    return lpfa.cli.main
+
+
+def test_cli_sweep_results_and_plot(cli, spec_file, tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    assert cli(["sweep", str(spec_file), "--store", str(store), "--dry-run"]) == 0
+    assert "packed into 2 batched runs" in capsys.readouterr().out
+    assert not store.exists()
+    assert cli(["sweep", str(spec_file), "--store", str(store), "--quiet"]) == 0
+    assert "4 done, 0 failed" in capsys.readouterr().out
+    assert cli(["results", str(store), "--by", "rule", "--metric", "test_nse"]) == 0
+    out = capsys.readouterr().out
+    assert "channel.rule" in out
+    assert "±" in out
+    fig = tmp_path / "fig.png"
+    assert cli(["plot", str(store), "--x", "rule", "--y", "test_nse", "--out", str(fig)]) == 0
+    assert fig.stat().st_size > 1000
+
+
+def test_cli_refuses_a_bad_spec_in_one_line_before_running_anything(cli, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SPEC.replace('["bp", "rbp"]', '["bp", "rbp"]\nchannel.dropout = [0.1, 1.5]'))
+    store = tmp_path / "s.sqlite"
+    assert cli(["sweep", str(bad), "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: axes.channel.dropout[1]=1.5: must be in [0, 1)"
+    assert not store.exists()
+
+
+def test_the_paper_table_sets_ours_next_to_the_paper_and_fills_its_markers(tmp_path):
+    from lpfa.sweep import paper_table
+    from lpfa.sweep_cli import write_block
+
+    paper = {"metric": "test_nse", "scale": 100, "unit": "NSE %",
+             "values": {"bp": 50.0, "rbp": 60.0}}  # fmt: skip
+    sw = parse_spec(spec(grid=[{"label": "{channel.rule}", "axes": {"channel.rule": ["bp"]}}],
+                         paper=paper))  # fmt: skip
+    with pytest.raises(ConfigError, match="not in the store"):
+        paper_table(sw, Store(tmp_path / "s.sqlite"))
+    run_sweep(sw, tmp_path / "s.sqlite", progress=False)
+    nse = results(tmp_path / "s.sqlite", metrics=["test_nse"])[0]["test_nse_mean"]
+    table = paper_table(sw, tmp_path / "s.sqlite")
+    assert f"| bp (epoch 2) | {100 * nse:.2f} ± " in table
+    assert f"| 2 | 50.0 | {100 * nse - 50:+.2f} |" in table
+    assert "rbp" not in table  # no runs, no row
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- lpfa:table tiny -->\nold\n<!-- lpfa:end -->\noutro\n")
+    write_block(doc, "tiny", table)
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- lpfa:table tiny -->\n| setting")
+    assert text.endswith("<!-- lpfa:end -->\noutro\n")
+    assert "old" not in text
+
+
+def test_the_table1_spec_is_valid_and_quick_is_small():
+    spec_path = ROOT / "experiments" / "baldi2018_table1.toml"
+    full = load_spec(spec_path)
+    quick = load_spec(spec_path, quick=True)
+    assert len({r.config_hash for r in full.runs}) == 24
+    assert {r.label for r in full.runs} == set(full.paper["values"])
+    assert len(quick.packs()) == 24  # seeds packed
+    member_samples = sum(p.member_epochs * p.config.data.n_train for p in quick.packs())
+    assert member_samples <= 3_000_000  # minutes on 2 CPU cores
+
+
+def test_importing_the_sweep_modules_does_not_import_dask():
+    code = (
+        "import sys, lpfa, lpfa.sweep, lpfa.store, lpfa.sweep_cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
