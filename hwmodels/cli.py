@@ -1,0 +1,185 @@
+"""``lpfa audit``: the hardware audit of learning rules, as a subcommand of the lpfa CLI.
+
+lpfa audit CONFIG [--rules bp,rbp,srbp,...] [--preset baldi2018] [--variant LABEL:F=V;F=V]
+                  [--set section.field=value ...] [--out DIR] [--results CSV ...]
+
+Registered through the ``lpfa.commands`` entry point (``hwmodels.cli:add_commands``), so lpfa
+never imports hwmodels.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["PRESETS", "RULE_VARIANTS", "add_commands", "expand"]
+
+# rule names accepted by --rules, with the channel fields they set
+RULE_VARIANTS: dict[str, list[str]] = {
+    "bp": ["channel.rule=bp"],
+    "rbp": ["channel.rule=rbp"],
+    "srbp": ["channel.rule=srbp"],
+    "sbp": ["channel.rule=sbp"],
+    "arbp": ["channel.rule=rbp", "channel.adapt_lr=0.1"],
+    "asrbp": ["channel.rule=srbp", "channel.adapt_lr=1.0"],
+    "mixed": ["channel.rule=mixed", "channel.skip_layers=[1]"],
+    "cascade": ["channel.rule=cascade"],
+    "pbp": ["channel.rule=pbp"],
+    "node_perturbation": ["channel.rule=node_perturbation"],
+    "top": ["channel.rule=top"],
+}
+_SPARSE1 = ["channel.feedback=bernoulli", "channel.feedback_nonzeros=1"]
+_ERROR = "channel.error_format=log:bits={b},alpha=0.125"
+# labels as in experiments/baldi2018_*.py, so their results.csv join on them
+PRESETS: dict[str, dict[str, list[str]]] = {
+    "baldi2018": {
+        "bp": ["channel.rule=bp"],
+        "rbp": ["channel.rule=rbp"],
+        "srbp": ["channel.rule=srbp"],
+        "sparse1_rbp": ["channel.rule=rbp", *_SPARSE1],
+        "sparse1_srbp": ["channel.rule=srbp", *_SPARSE1],
+        **{
+            f"error{b}_{r}": [f"channel.rule={r}", _ERROR.format(b=b)]
+            for r in ("bp", "rbp", "srbp")
+            for b in (5, 3, 1)
+        },
+    },
+}
+BUNDLED = {"paper:baldi2018": "data/baldi2018_table1.csv"}
+
+
+def expand(rules: str | None, presets: list[str], variants: list[str]) -> dict[str, list[str]]:
+    """Labelled override lists from ``--rules``, ``--preset`` and ``--variant`` options."""
+    out: dict[str, list[str]] = {}
+    if rules:
+        names = list(RULE_VARIANTS) if rules.strip() == "all" else rules.split(",")
+        for name in (n.strip() for n in names if n.strip()):
+            key = name.lower().replace("-", "_")
+            key = {"fa": "rbp", "dfa": "srbp", "np": "node_perturbation"}.get(key, key)
+            if key not in RULE_VARIANTS:
+                raise SystemExit(
+                    f"--rules: unknown rule {name!r}; allowed: {', '.join(RULE_VARIANTS)}, all"
+                )
+            out[name] = RULE_VARIANTS[key]
+    for name in presets:
+        out.update(PRESETS[name])
+    for text in variants:
+        label, sep, rest = text.partition(":")
+        if not sep or not label.strip():
+            raise SystemExit(f"--variant {text!r}: must look like LABEL:section.field=value;...")
+        out[label.strip()] = [s.strip() for s in rest.split(";") if s.strip()]
+    return out
+
+
+def _results(paths: list[str]) -> dict[str, float]:
+    from hwmodels.audit import read_accuracy
+
+    acc: dict[str, float] = {}
+    for p in paths:
+        if p in BUNDLED:
+            path = Path(str(resources.files("hwmodels").joinpath(BUNDLED[p])))
+        else:
+            path = Path(p)
+        acc.update(read_accuracy(path))
+    return acc
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from hwmodels.audit import audit_variants, format_table, plot_accuracy, plot_audits, write_json
+    from hwmodels.layout import Floorplan
+    from lpfa import config as C
+
+    base = C.load(args.config, args.set)
+    variants = expand(args.rules, args.preset, args.variant)
+    if not variants:
+        variants = {str(base.channel.rule.value): []}
+    out = Path(args.out) if args.out else Path("results") / "audit" / base.name
+    fp = Floorplan(layer_pitch_mm=args.layer_pitch, unit_pitch_mm=args.unit_pitch)
+    audits = audit_variants(
+        base,
+        variants,
+        source=args.data,
+        floorplan=fp,
+        tech=args.tech,
+        arith=args.arith,
+        macs=args.macs,
+    )
+    print(f"lpfa audit {args.config}: {len(audits)} configurations, one traced step each\n")
+    print(format_table(audits))
+    files = [write_json(audits, out / "audit.json"), *plot_audits(audits, out)]
+    if args.results:
+        acc = _results(args.results)
+        files.append(plot_accuracy(audits, acc, out / "accuracy_vs_cost.png"))
+        missing = [a.label for a in audits if a.label not in acc]
+        if missing:
+            print(f"\nno accuracy in the results for: {', '.join(missing)}")
+    print("\nwrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``audit`` to the ``lpfa`` command line (the ``lpfa.commands`` entry point)."""
+    p = subparsers.add_parser(
+        "audit",
+        help="audit learning rules for locality, wiring, bits and energy (one traced step)",
+        description=(
+            "Run one real training step of CONFIG's network per rule with traced arrays and "
+            "report which signals every update read, the channel's operations, feedback "
+            "synapses, wires, bits and energy."
+        ),
+    )
+    p.add_argument("config", help="a TOML run configuration, e.g. configs/baldi2018_mnist.toml")
+    p.add_argument(
+        "--rules",
+        help=f"comma-separated rules to compare ({', '.join(RULE_VARIANTS)}) or 'all'; "
+        "default: the config's own rule",
+    )
+    p.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        choices=sorted(PRESETS),
+        help="a named set of variants (baldi2018: BP/RBP/SRBP, sparse-1, 5/3/1-bit errors)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:FIELD=VALUE;...",
+        help="a labelled variant, e.g. 'q3:channel.rule=srbp;channel.error_format=log:bits=3,"
+        "alpha=0.125' (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field of the base config, e.g. --set model.sizes=[784,1000,10]",
+    )
+    p.add_argument("--out", help="output folder (default: results/audit/<config name>)")
+    p.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="results file with columns label,test_acc (e.g. results/<exp>/results.csv, or "
+        "paper:baldi2018 for Baldi et al.'s Table 1) for the accuracy-vs-cost figure",
+    )
+    p.add_argument(
+        "--data",
+        choices=("data", "random"),
+        default="data",
+        help="step on the first minibatch of the config's data (default) or on random inputs",
+    )
+    p.add_argument("--tech", help="energy table (TOML); default: bundled horowitz45")
+    p.add_argument("--arith", help="arithmetic entry of the table (default: the model's dtype)")
+    p.add_argument(
+        "--macs",
+        choices=("synapses", "executed", "events"),
+        default="synapses",
+        help="MACs priced: with a non-zero synapse (default), all executed, or event-driven",
+    )
+    p.add_argument("--layer-pitch", type=float, default=1.0, help="mm between layers (1)")
+    p.add_argument("--unit-pitch", type=float, default=0.01, help="mm between units (0.01)")
+    p.set_defaults(func=_audit)

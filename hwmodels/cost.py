@@ -1,0 +1,275 @@
+"""Operations, feedback synapses, wires and bits of one training step, counted from its trace.
+
+Counting (all from :class:`~hwmodels.trace.Recorder`, i.e. from the code that ran):
+
+- **operations** per phase (forward pass; learning channel = ``Channel.deliver``, including any
+  extra forward pass it makes; update = the synaptic writes, adaptation and the output error):
+  multiply-accumulates of every matmul, counted three ways — as executed (dense GEMMs), those
+  whose synapse is non-zero (what a sparse array does), those whose two factors are non-zero
+  (an event-driven machine) — and elementwise multiplications, additions and other operations;
+- **channel MACs per example**, the reads of feedback arrays and transposed forward arrays,
+  checked against Baldi et al. (2018) §3.1: Σ_{h=1}^{L−1} N_h N_{h+1} for BP / RBP (eq. 14
+  without the input layer, which gets no error), N_L Σ_{h=1}^{L−1} N_h for SRBP (eq. 15);
+- **feedback synapses**: the non-zero entries of every array the channel read (for the
+  weight-transport rules, the forward arrays read backwards);
+- **wires** (model of :mod:`hwmodels.layout`): one per receiving unit with a non-zero synapse in
+  an array, from the sending layer to the unit; a broadcast (node perturbation) reaches every
+  hidden unit; adaptive skipped channels also need the receiving layer's activity at the array;
+- **messages**: one value on one wire for one example, sent only when the receiving unit's
+  delivered error is non-zero (a dropped channel unit receives nothing);
+- **bits** = messages × bits per message of the channel's number format
+  (``channel.error_format``; the dtype's width when there is none), and bit·mm on the wires.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hwmodels.layout import Floorplan
+from hwmodels.locality import StepTrace
+from hwmodels.trace import Source
+
+__all__ = [
+    "ChannelCost",
+    "channel_closed_form",
+    "channel_cost",
+    "eq14_weights",
+    "eq15_weights",
+    "format_bits",
+    "phase_ops",
+]
+
+PHASES = ("forward", "channel", "update")
+
+
+def format_bits(fmt: Any, dtype: str = "float32", *, levels: bool = False) -> float:
+    """Bits of one message in a number format.
+
+    Parameters
+    ----------
+    fmt : lpfa.quant format, format spec string (``"log:bits=3,alpha=0.125"``) or None
+        None and ``Identity`` carry the dtype's width (32 for float32).
+    dtype : str
+    levels : bool
+        False (default): the nominal code width — ``LogFormat.bits`` as Baldi et al. (2018)
+        count it (eq. 19), ``FixedPoint.bits``, 1 for ``Sign``, 2 for ``Ternary``,
+        1 + exp_bits + man_bits for ``Minifloat``. True: log2 of the number of distinct values
+        (information content): log2(2·bits + 1) for a LogFormat, log2(3) ≈ 1.58 for Ternary.
+    """
+    width = float(np.dtype(dtype).itemsize * 8)
+    if fmt is None:
+        return width
+    if isinstance(fmt, str):
+        from lpfa.quant import parse_format
+
+        fmt = parse_format(fmt)
+    name = type(fmt).__name__
+    if name == "Identity":
+        return width
+    if name == "Sign":
+        return 1.0
+    if name == "Ternary":
+        return math.log2(3) if levels else 2.0
+    if name == "Minifloat":
+        return float(1 + fmt.exp_bits + fmt.man_bits)
+    if name == "LogFormat":
+        return math.log2(2 * fmt.bits + 1) if levels else float(fmt.bits)
+    if name == "FixedPoint":
+        n_values = 2 * fmt.levels + 1 if fmt.signed else fmt.levels + 1
+        return math.log2(n_values) if levels else float(fmt.bits)
+    if hasattr(fmt, "bits"):
+        return float(fmt.bits)
+    raise ValueError(f"fmt={fmt!r}: no notion of bits per value")
+
+
+def eq14_weights(sizes) -> int:
+    """W = Σ_{k=0}^{L−1} N_k N_{k+1} (Baldi et al. 2018, eq. 14)."""
+    return sum(a * b for a, b in itertools.pairwise(sizes))
+
+
+def eq15_weights(sizes) -> int:
+    """W′ = N_L Σ_{k=1}^{L−1} N_k (Baldi et al. 2018, eq. 15)."""
+    return sizes[-1] * sum(sizes[1:-1])
+
+
+def channel_closed_form(channel, sizes) -> tuple[int | None, str]:
+    """Channel multiply-accumulates per example for a dense channel, and the formula's name.
+
+    None where the rule has no closed form here (per-weight feedback).
+    """
+    rule = str(getattr(channel.rule, "value", channel.rule))
+    N, L = list(sizes), len(sizes) - 1
+    if getattr(channel, "per_weight", False):
+        return None, "per-weight feedback: elementwise, no closed form"
+    if rule in ("bp", "rbp", "sbp", "pbp"):
+        return sum(N[h] * N[h + 1] for h in range(1, L)), "Σ_{h=1}^{L−1} N_h N_{h+1} (eq. 14)"
+    if rule == "srbp":
+        return eq15_weights(N), "N_L Σ_{h=1}^{L−1} N_h (eq. 15)"
+    if rule == "mixed":
+        skip = set(channel.skip_layers)
+        value = sum(N[L] * N[h] if h in skip else N[h + 1] * N[h] for h in range(1, L))
+        return value, "Σ_h (N_L N_h if h skips, else N_{h+1} N_h)"
+    if rule == "cascade":
+        return sum(
+            N[k] * N[h] for h in range(1, L) for k in range(h + 1, L + 1)
+        ), "Σ_h Σ_{k>h} N_k N_h"
+    return 0, "no channel reads"
+
+
+def phase_ops(trace: StepTrace) -> dict[str, dict[str, int]]:
+    """Counted operations of the step per phase (one network, whole minibatch)."""
+    out: dict[str, dict[str, int]] = {p: {} for p in PHASES}
+    for (phase, category), n in trace.rec.counts.items():
+        out.setdefault(phase, {})[category] = out.get(phase, {}).get(category, 0) + n
+    return out
+
+
+@dataclass
+class ChannelCost:
+    """Feedback synapses, wires, messages and bits of one training step."""
+
+    synapses: int
+    synapses_by_edge: dict[str, int]
+    wires: int
+    wire_lengths_mm: np.ndarray
+    wires_by_edge: dict[str, int]
+    messages: int
+    message_bits: float
+    bits: float
+    bit_mm: float
+    adapt_messages: int = 0
+    adapt_bits: float = 0.0
+    adapt_bit_mm: float = 0.0
+    read_bits: float = 0.0
+    channel_macs: int = 0
+    dead_macs: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _edge_name(edge: tuple[str, int, int]) -> str:
+    kind, k, h = edge
+    return {
+        "C": f"C{k}→{h}",
+        "W": f"W{k}ᵀ→{h}",
+        "P": f"C{k}→W{h} (per synapse)",
+        "B": f"broadcast {k}→{h}",
+        "A": f"O{k}→C-array at {h}",
+    }[kind]
+
+
+def channel_cost(trace: StepTrace, floorplan: Floorplan | None = None) -> ChannelCost:
+    """Synapses, wires and bits of the learning channel in the traced step (member 0)."""
+    fp = floorplan or Floorplan()
+    cfg, rec, sizes = trace.cfg, trace.rec, trace.sizes
+    L, B = len(sizes) - 1, trace.batch_size
+    dtype = cfg.model.dtype
+    width = format_bits(None, dtype)
+    wbits = format_bits(getattr(cfg.model, "weight_format", None), dtype)
+    spec = getattr(cfg.channel, "error_format", None)
+    notes: list[str] = []
+    quantized = rec.counts.get(("channel", "quant"), 0) > 0
+    if spec is not None and not quantized:
+        notes.append(f"channel.error_format={spec!r} is set but no quantizer ran in the channel")
+    mbits = format_bits(spec, dtype) if (spec is not None and quantized) else width
+
+    # a read is live when what it delivered reached some update (sink)
+    delivered = {
+        t.source for tags in rec.sinks.values() for t in tags if t.route in ("channel", "transport")
+    }
+    groups: dict[tuple, list] = {}
+    dead: dict[str, int] = {}
+    dead_edges: set[str] = set()
+    for r in rec.reads:
+        if r.source not in delivered:
+            dead_edges.add(_edge_name(r.edge))
+            for key, n in r.macs.items():
+                dead[key] = dead.get(key, 0) + n
+            continue
+        groups.setdefault((r.edge, r.columns.shape), []).append(r)
+    if dead_edges:
+        unused = ", ".join(sorted(dead_edges))
+        notes.append(f"computed but unused by any update (not counted as channel): {unused}")
+    synapses: dict[str, int] = {}
+    wires_by: dict[str, int] = {}
+    lengths: list[np.ndarray] = []
+    messages = 0
+    bit_mm = 0.0
+    read_bits = 0.0
+    macs = 0
+    for (edge, _shape), reads in groups.items():
+        kind, k, h = edge
+        name = _edge_name(edge)
+        cols = np.logical_or.reduce([r.columns for r in reads])[0]
+        macs += sum(r.macs.get("macs", 0) for r in reads)
+        if kind == "P":
+            nz = sum(r.synapses for r in reads)
+            base = fp.wires(k, sizes[k], h, sizes[h])
+            wire_len = np.repeat(base, cols.size // sizes[h])
+            per_wire = np.full(cols.size, B)  # each synapse receives one value per example
+            bits_here = width
+        else:
+            nz = max(r.synapses for r in reads)
+            wire_len = fp.wires(k, sizes[k], h, sizes[h])
+            post = rec.posts.get(h)
+            per_wire = post[0].sum(axis=0) if post is not None else np.full(cols.size, B)
+            bits_here = mbits
+        if wire_len.size != cols.size:  # a read of an unexpected shape: counted, not placed
+            notes.append(f"{name}: read of {cols.size} receivers, not placed on the floorplan")
+            wire_len = np.zeros(cols.size)
+        synapses[name] = synapses.get(name, 0) + int(nz)
+        read_bits += nz * (wbits if kind == "W" else width)
+        wires_by[name] = wires_by.get(name, 0) + int(cols.sum())
+        lengths.append(wire_len[cols])
+        m = per_wire * cols
+        messages += int(m.sum())
+        bit_mm += float(bits_here * (m * wire_len).sum())
+    # a per-example scalar broadcast to the hidden units (node perturbation)
+    fed = {r.dest for rs in groups.values() for r in rs}
+    for h in range(1, L):
+        tags = rec.sinks.get(Source("weight", h), set())
+        if h in fed or not any(t.route == "broadcast" for t in tags):
+            continue
+        post = rec.posts.get(h)
+        per_wire = post[0].sum(axis=0) if post is not None else np.full(sizes[h], B)
+        wire_len = fp.wires(L, sizes[L], h, sizes[h])
+        name = _edge_name(("B", L, h))
+        wires_by[name] = sizes[h]
+        lengths.append(wire_len)
+        messages += int(per_wire.sum())
+        bit_mm += float(width * (per_wire * wire_len).sum())
+    # adaptive skipped feedback: C^{k→h} learns from O^h, which reaches layer k only if k = h + 1
+    adapt_messages, adapt_bit_mm = 0, 0.0
+    for p in rec.sinks:
+        if p.kind != "feedback" or p.sender == p.layer + 1:
+            continue
+        k, h = p.sender, p.layer
+        wire_len = fp.wires(k, sizes[k], h, sizes[h])
+        name = _edge_name(("A", h, k))
+        wires_by[name] = sizes[h]
+        lengths.append(wire_len)
+        adapt_messages += B * sizes[h]
+        adapt_bit_mm += float(width * B * wire_len.sum())
+    all_len = np.concatenate(lengths) if lengths else np.zeros(0)
+    return ChannelCost(
+        synapses=int(sum(synapses.values())),
+        synapses_by_edge=synapses,
+        wires=int(sum(wires_by.values())),
+        wire_lengths_mm=all_len,
+        wires_by_edge=wires_by,
+        messages=messages,
+        message_bits=mbits,
+        bits=messages * mbits,
+        bit_mm=bit_mm,
+        adapt_messages=adapt_messages,
+        adapt_bits=adapt_messages * width,
+        adapt_bit_mm=adapt_bit_mm,
+        read_bits=read_bits,
+        channel_macs=macs,
+        dead_macs=dead,
+        notes=notes,
+    )

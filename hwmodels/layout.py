@@ -1,0 +1,74 @@
+"""A floorplan: where the units of every layer sit, and so how long each feedback wire is.
+
+The default places the layers on a line, ``layer_pitch_mm`` apart, each layer a column of units
+``unit_pitch_mm`` apart centred on the axis (both pitches are assumptions, not measurements).
+A 2-D placement is given as explicit positions per layer. Wires are routed Manhattan-style.
+
+Wire model (see :mod:`hwmodels.cost`): a feedback array sits with its *sending* layer k (its
+inputs are that layer's own signals), and each receiving unit i of layer h that has at least one
+non-zero synapse in the array gets one wire from the array to it, carrying J_i^h — the value
+Baldi et al. (2018, §5) quantize. Its length is the Manhattan distance from the sending layer's
+centroid to unit i. A skipped connection (SRBP, L → h) therefore spans L − h layer pitches, a
+chained one (BP, RBP) one pitch (Baldi et al. §3.1, last paragraph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Floorplan"]
+
+
+@dataclass(frozen=True)
+class Floorplan:
+    """Unit positions in mm.
+
+    Parameters
+    ----------
+    layer_pitch_mm : float
+        Distance between neighbouring layers along x (assumed default 1 mm).
+    unit_pitch_mm : float
+        Distance between neighbouring units of a layer along y (assumed default 10 µm); 0 puts
+        every unit of a layer on one point (wire length = layer distance only).
+    positions : mapping layer -> array (N_layer, 2), optional
+        Explicit 2-D placement of some layers (mm); the others use the line placement.
+    """
+
+    layer_pitch_mm: float = 1.0
+    unit_pitch_mm: float = 0.01
+    positions: Mapping[int, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("layer_pitch_mm", "unit_pitch_mm"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r}: must be a finite length >= 0 (mm)")
+
+    def place(self, layer: int, n: int) -> np.ndarray:
+        """Positions (n, 2) in mm of the n units of ``layer``."""
+        if layer in self.positions:
+            pos = np.asarray(self.positions[layer], dtype=float)
+            if pos.shape != (n, 2):
+                raise ValueError(f"positions[{layer}].shape={pos.shape}: need ({n}, 2)")
+            return pos
+        y = (np.arange(n) - (n - 1) / 2.0) * self.unit_pitch_mm
+        return np.stack([np.full(n, layer * self.layer_pitch_mm), y], axis=1)
+
+    def centroid(self, layer: int, n: int) -> np.ndarray:
+        """Where an array attached to ``layer`` sits: the centroid of its units, (2,)."""
+        return self.place(layer, n).mean(axis=0)
+
+    def wires(self, sender: int, n_sender: int, receiver: int, n_receiver: int) -> np.ndarray:
+        """Length (mm) of the wire from ``sender``'s array to each unit of ``receiver``, (n,)."""
+        start = self.centroid(sender, n_sender)
+        return np.abs(self.place(receiver, n_receiver) - start).sum(axis=1)
+
+    def to_dict(self) -> dict:
+        return {
+            "layer_pitch_mm": self.layer_pitch_mm,
+            "unit_pitch_mm": self.unit_pitch_mm,
+            "custom_layers": sorted(self.positions),
+        }
