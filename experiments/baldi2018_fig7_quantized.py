@@ -15,7 +15,7 @@ SRBP 95.1 / 93.2 / 91.6; update BP 95.2 / 96.5 / 92.5, RBP 94.0 / 91.0 / 9.6, SR
 Runtime on 2 CPU cores: the error rows about 1 minute per configuration (9 of them, 1 seed);
 the update rows form every example's outer product explicitly (about a minute per epoch on a
 CPU), so ``--update-epochs`` shortens them (the paper's 100 epochs take ~2 h per configuration
-here: a GPU run). ``--quick``: 5 000 examples, 2 epochs.
+here: a GPU run). ``--quick``: 2 000 examples, 2 epochs (update rows 1).
 
     python experiments/baldi2018_fig7_quantized.py [--quick] [--seeds N] [--update-epochs N]
 """
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, load_runs, parser, run_all, variants
+from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
 from lpfa.plots import _pyplot
 from lpfa.report import comparison_table
 
@@ -51,11 +51,8 @@ def configs(
     base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
     base = dataclasses.replace(base, seeds=tuple(range(seeds or 1)), backend=backend)
     if quick:
-        base = dataclasses.replace(
-            base,
-            data=dataclasses.replace(base.data, n_train=5000, n_test=2000),
-            train=dataclasses.replace(base.train, epochs=2),
-        )
+        base = shrink(base, n_train=2000, n_test=1000, epochs=2)
+        update_epochs = 1
     error = variants(
         base,
         {
@@ -127,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = configs(args.quick, args.seeds, args.backend, args.update_epochs)
     if args.only:
         cfgs = {k: v for k, v in cfgs.items() if k.startswith(args.only)}
-    if args.plot_only:
-        runs = load_runs(out, [k for k in cfgs if (out / k / "history.csv").is_file()])
-    else:
-        runs = run_all(cfgs, out, progress=False if args.quiet else None)
+    runs = obtain(args, cfgs)
     table = comparison_table(accuracy_rows(runs, PAPER, TARGETS), unit="test accuracy %")
     (out / "table.md").write_text(
         "# Baldi et al. 2018, Table 1, quantized channels (MNIST)\n\n" + table

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, load_runs, parser, run_all
+from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
 from lpfa.plots import curves
 from lpfa.report import comparison_table
 
@@ -33,28 +33,15 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     n = seeds or (1 if quick else 5)
     base = dataclasses.replace(base, seeds=tuple(range(n)), backend=backend)
     if quick:
-        base = dataclasses.replace(
-            base,
-            data=dataclasses.replace(base.data, n_train=5000, n_test=2000),
-            train=dataclasses.replace(base.train, epochs=3),
-        )
-    return {
-        rule: dataclasses.replace(
-            base, name=rule, channel=dataclasses.replace(base.channel, rule=C.Rule(rule))
-        )
-        for rule in PAPER
-    }
+        base = shrink(base, epochs=3)
+    return variants(base, {rule: {"rule": rule} for rule in PAPER})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__, "results/baldi2018_table1_baseline").parse_args(argv)
     out = Path(args.out)
     cfgs = configs(args.quick, args.seeds, args.backend)
-    runs = (
-        load_runs(out, list(cfgs))
-        if args.plot_only
-        else run_all(cfgs, out, progress=False if args.quiet else None)
-    )
+    runs = obtain(args, cfgs)
     labels = {r: ("top layer only" if r == "top" else r.upper()) for r in PAPER}
     rows = accuracy_rows(runs, PAPER, TARGETS, labels)
     table = comparison_table(rows, unit="test accuracy %")

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, load_runs, parser, run_all, variants
+from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
 from lpfa.plots import curves
 from lpfa.report import comparison_table
 
@@ -66,11 +66,7 @@ def configs(
     base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
     base = dataclasses.replace(base, seeds=tuple(range(seeds or 1)), backend=backend)
     if quick:
-        base = dataclasses.replace(
-            base,
-            data=dataclasses.replace(base.data, n_train=5000, n_test=2000),
-            train=dataclasses.replace(base.train, epochs=3),
-        )
+        base = shrink(base, epochs=3)
     chosen = {k: v for k, v in CHANNELS.items() if not only or k in only}
     return variants(base, chosen)
 
@@ -85,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"--only: unknown labels {sorted(unknown)}; allowed: {', '.join(CHANNELS)}")
     cfgs = configs(args.quick, args.seeds, args.backend, only)
-    if args.plot_only:
-        runs = load_runs(out, [k for k in cfgs if (out / k / "history.csv").is_file()])
-    else:
-        runs = run_all(cfgs, out, progress=False if args.quiet else None)
+    runs = obtain(args, cfgs)
     table = comparison_table(accuracy_rows(runs, PAPER, TARGETS), unit="test accuracy %")
     (out / "table.md").write_text(
         "# Baldi et al. 2018, Table 1, channel variants (MNIST)\n\n" + table

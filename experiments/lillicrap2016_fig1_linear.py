@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.experiment import load_runs, parser, run_all
+from lpfa.experiment import obtain, parser, variants
 from lpfa.plots import curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +35,7 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     )
     if quick:
         base = dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=15))
-    return {
-        rule: dataclasses.replace(
-            base, name=rule, channel=dataclasses.replace(base.channel, rule=C.Rule(rule))
-        )
-        for rule in LABELS
-    }
+    return variants(base, {rule: {"rule": rule} for rule in LABELS})
 
 
 def table(runs: dict[str, list]) -> str:
@@ -75,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__, "results/lillicrap2016_fig1_linear").parse_args(argv)
     out = Path(args.out)
     cfgs = configs(args.quick, args.seeds, args.backend)
-    runs = (
-        load_runs(out, list(cfgs))
-        if args.plot_only
-        else run_all(cfgs, out, progress=False if args.quiet else None)
-    )
+    runs = obtain(args, cfgs)
     batch = next(iter(cfgs.values())).train.batch_size
     for history in runs.values():
         for r in history:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.experiment import load_runs, parser, run_all, variants
+from lpfa.experiment import obtain, parser, shrink, variants
 from lpfa.plots import curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +40,7 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     base = C.load(ROOT / "configs" / "lillicrap2016_mnist.toml")
     base = dataclasses.replace(base, seeds=tuple(range(seeds or len(base.seeds))), backend=backend)
     if quick:
-        base = dataclasses.replace(
-            base,
-            data=dataclasses.replace(base.data, n_train=5000, n_test=2000),
-            train=dataclasses.replace(base.train, epochs=3),
-        )
+        base = shrink(base, epochs=3)
     cfgs = variants(base, CHANNELS)
     sparse = cfgs["fa_sparse"]
     cfgs["fa_sparse"] = dataclasses.replace(
@@ -84,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__, "results/lillicrap2016_fig2_mnist").parse_args(argv)
     out = Path(args.out)
     cfgs = configs(args.quick, args.seeds, args.backend)
-    runs = (
-        load_runs(out, list(cfgs))
-        if args.plot_only
-        else run_all(cfgs, out, progress=False if args.quiet else None)
-    )
+    runs = obtain(args, cfgs)
     for history in runs.values():
         for r in history:
             r["test_error"] = 100 * (1 - r["test_acc"])

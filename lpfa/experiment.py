@@ -139,3 +139,25 @@ def accuracy_rows(
             }
         )
     return rows
+
+
+def shrink(
+    base: RunConfig, *, n_train: int = 5000, n_test: int = 2000, epochs: int = 3
+) -> RunConfig:
+    """The ``--quick`` version of a config: fewer examples and epochs, everything else kept."""
+    return dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, n_train=n_train, n_test=n_test),
+        train=dataclasses.replace(base.train, epochs=epochs),
+    )
+
+
+def obtain(args: argparse.Namespace, configs: Mapping[str, RunConfig]) -> dict[str, list]:
+    """Train ``configs`` into ``args.out``, or with ``--plot-only`` read what an earlier run wrote
+    (the labels it has)."""
+    out = Path(args.out)
+    if args.plot_only:
+        return load_runs(
+            out, [k for k in configs if (out / k / "history.csv").is_file()] or list(configs)
+        )
+    return run_all(configs, out, progress=False if args.quiet else None)
