@@ -1,0 +1,81 @@
+"""Time per training step with the channel variants that must cost nothing extra.
+
+Issue targets: sparse feedback at n = 1 costs no more per step than dense (the channel is the
+same matrix product, sparsity is in the values); a step with the error channel quantized (eq. 19,
+3 bits) takes at most 1.15× the unquantized step. Baldi et al.'s 784-100-100-100-100-10 net,
+batch 100, float32, numpy, one member.
+
+Configurations are timed in interleaved round-robin blocks (the machine's speed jumps between
+two levels every 10-60 s), each block rotating the order; per configuration the median step
+time with min-max over blocks, and per block the ratio to the plain step of the same rule.
+
+    python benchmarks/bench_channel.py [--blocks 10] [--seconds 0.5]
+"""
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from lpfa import config as C
+from lpfa.network import Network
+
+VARIANTS = {
+    "dense": {},
+    "sparse-1": {"feedback": "bernoulli", "feedback_nonzeros": 1.0},
+    "error 3-bit": {"error_format": "log:bits=3,alpha=0.125"},
+}
+
+
+def step_time(net: Network, x, t, seconds: float) -> float:
+    """Mean seconds per step over a window of about ``seconds``."""
+    n, start = 0, time.perf_counter()
+    while True:
+        net.step(x, t, 0.01)
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--blocks", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=0.5)
+    args = p.parse_args(argv)
+    base = C.RunConfig(model=C.ModelConfig(sizes=(784, 100, 100, 100, 100, 10)))
+    rng = np.random.default_rng(0)
+    x = rng.random((100, 784), dtype=np.float32)
+    t = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 100)]
+    nets = {}
+    for rule in ("rbp", "srbp"):
+        for name, kw in VARIANTS.items():
+            ch = C.from_dict(C.ChannelConfig, {"rule": rule, **kw})
+            nets[(rule, name)] = Network.build(dataclasses.replace(base, channel=ch))
+    keys = list(nets)
+    for k in keys:  # warm up
+        step_time(nets[k], x, t, 0.2)
+    times: dict = {k: [] for k in keys}
+    ratios: dict = {k: [] for k in keys}
+    for block in range(args.blocks):
+        order = keys[block % len(keys) :] + keys[: block % len(keys)]
+        got = {k: step_time(nets[k], x, t, args.seconds) for k in order}
+        for k in keys:
+            times[k].append(got[k])
+            ratios[k].append(got[k] / got[(k[0], "dense")])
+    print("| rule | channel | step (µs), median (min–max) | ratio to dense, median (min–max) |")
+    print("|---|---|---|---|")
+    for k in keys:
+        ts, rs = [1e6 * v for v in times[k]], ratios[k]
+        print(
+            f"| {k[0]} | {k[1]} | {statistics.median(ts):.0f} ({min(ts):.0f}–{max(ts):.0f}) | "
+            f"{statistics.median(rs):.3f} ({min(rs):.3f}–{max(rs):.3f}) |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
