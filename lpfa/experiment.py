@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lpfa.config import ChannelConfig, RunConfig, from_dict, to_dict
+from lpfa.config import ChannelConfig, RunConfig, apply_overrides, from_dict, to_dict
 from lpfa.report import read_history
 from lpfa.runfiles import RunWriter
 from lpfa.train import DivergenceError, train
@@ -37,6 +37,13 @@ def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=default_out, help="output folder (default: %(default)s)")
     p.add_argument("--plot-only", action="store_true", help="redraw table and plots from OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field of every configuration, e.g. --set train.lr=0.5 (repeatable)",
+    )
     return p
 
 
@@ -156,6 +163,11 @@ def obtain(args: argparse.Namespace, configs: Mapping[str, RunConfig]) -> dict[s
     """Train ``configs`` into ``args.out``, or with ``--plot-only`` read what an earlier run wrote
     (the labels it has)."""
     out = Path(args.out)
+    if args.set:
+        configs = {
+            k: from_dict(RunConfig, apply_overrides(to_dict(c), args.set))
+            for k, c in configs.items()
+        }
     if args.plot_only:
         return load_runs(
             out, [k for k in configs if (out / k / "history.csv").is_file()] or list(configs)
