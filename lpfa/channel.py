@@ -113,7 +113,8 @@ class Channel:
         self.rng = rng
         self._pending = None  # this step's signals, kept for adaptive feedback
         wanted = {(k, h) for h, ks in enumerate(self.sources, 1) for k in ks}
-        if cfg.rule.has_random_feedback and set(self.feedback) != wanted and not cfg.resample:
+        drawn_per_step = cfg.resample or cfg.per_weight
+        if cfg.rule.has_random_feedback and set(self.feedback) != wanted and not drawn_per_step:
             raise ValueError(f"rule={cfg.rule.value}: feedback for {sorted(wanted)} expected")
 
     @classmethod
@@ -142,7 +143,12 @@ class Channel:
         ``forward`` holds the host initial forward weights (E, N_h, N_{h−1}) for congruence.
         """
         L = len(sizes) - 1
-        edges = [(k, h) for h, ks in enumerate(sources(cfg, L), 1) for k in ks]
+        # per-synapse feedback replaces the per-neuron matrices
+        edges = (
+            []
+            if cfg.per_weight
+            else [(k, h) for h, ks in enumerate(sources(cfg, L), 1) for k in ks]
+        )
         feedback, per_weight = {}, None
         if cfg.rule.has_random_feedback:
             stacks: dict[tuple[int, int], list] = {e: [] for e in edges}
@@ -156,7 +162,7 @@ class Channel:
                     for h in range(1, L):
                         shape = (sizes[L], sizes[h], sizes[h - 1] + 1)
                         pw[h - 1].append(draw_feedback(cfg, shape, rng, dtype))
-            if not cfg.resample:
+            if not cfg.resample and edges:
                 feedback = {e: FeedbackArray(xp.asarray(np.stack(v))) for e, v in stacks.items()}
             if cfg.per_weight:
                 per_weight = [xp.asarray(np.stack(v)) for v in pw]
@@ -202,6 +208,8 @@ class Channel:
             return deltas
         if self.rule is Rule.NODE_PERTURBATION:
             return self._perturb(net, outs, t)
+        if self.per_weight is not None:
+            return [self._per_weight_update(h, outs, e, net) for h in range(1, L)]
         if cfg.resample:
             self._redraw(layers, net.model.sizes, net.n_members, outs[-1].dtype)
         passed = {L: r_top}
@@ -226,9 +234,7 @@ class Channel:
             deltas[h - 1] = r
         if cfg.adapt_lr is not None:
             self._pending = (outs, e, passed)
-        if self.per_weight is not None:
-            deltas = [self._per_weight_update(h, outs, e, net) for h in range(1, L)]
-        elif cfg.signal is not Signal.FULL:
+        if cfg.signal is not Signal.FULL:
             xp = get_xp(r_top)
             f = xp.sign if cfg.signal is Signal.SIGN else xp.abs
             deltas = [f(r) for r in deltas]
