@@ -73,7 +73,7 @@ def resolve(name: str) -> ModuleType:
 
 
 def get_xp(*arrays: Any) -> ModuleType:
-    """The array module of ``arrays`` (numpy or CuPy); scalars and None are ignored.
+    """The array module of ``arrays`` (numpy or CuPy); anything else (scalars, None) is ignored.
 
     Raises
     ------
@@ -83,9 +83,12 @@ def get_xp(*arrays: Any) -> ModuleType:
     cp = _loaded_cupy()
     found = None
     for a in arrays:
-        if a is None or np.isscalar(a):
+        if isinstance(a, np.ndarray):
+            mod = np
+        elif cp is not None and isinstance(a, cp.ndarray):
+            mod = cp
+        else:  # scalars, None, lists: they follow the arrays
             continue
-        mod = cp if (cp is not None and isinstance(a, cp.ndarray)) else np
         if found is not None and mod is not found:
             raise TypeError(
                 "arrays from different backends (numpy and cupy) were mixed; "
