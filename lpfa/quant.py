@@ -863,10 +863,10 @@ def _log_nearest_bits(
         xp.bitwise_and(r, layout.exp_mask, out=r)
         xp.maximum(r, lo, out=r)
         xp.minimum(r, hi, out=r)
-        sign = xp.sign(y)
+        xp.sign(y, out=out)
         if scale is not None:
-            sign *= scale
-        xp.multiply(r.view(x.dtype), sign, out=out)
+            out *= scale
+        xp.multiply(out, r.view(x.dtype), out=out)
         return
     flat_x = xp.ravel(x)
     flat_out = out.reshape(-1)
