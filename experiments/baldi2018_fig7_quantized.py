@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lpfa import config as C
 from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
-from lpfa.plots import _pyplot
+from lpfa.plots import pyplot
 from lpfa.report import comparison_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def configs(
 
 def plot(runs: dict[str, list], path: Path) -> None:
     """Test accuracy against bits, one line per rule, error and update panels (Fig. 7-8 style)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, channel in zip(axes, ("error", "update"), strict=True):
         for rule in RULES:
@@ -104,8 +104,12 @@ def plot(runs: dict[str, list], path: Path) -> None:
                     alpha=0.6,
                     label=f"{rule.upper()} (paper)",
                 )
+        epochs = {
+            max(r["epoch"] for r in h) for k, h in runs.items() if k.startswith(channel) and h
+        }
+        shown = f", epoch {max(epochs)}" if epochs else ""
         ax.set_xlabel("bits (eq. 19)")
-        ax.set_title(f"quantized {channel} channel")
+        ax.set_title(f"quantized {channel} channel{shown} (paper: epoch 100)")
         ax.set_xticks(sorted(BITS))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")

@@ -26,6 +26,7 @@ from hwmodels.cost import (
 from hwmodels.energy import TechTable, arith_format, energy_terms, joules
 from hwmodels.layout import Floorplan
 from hwmodels.locality import UpdateAudit, classify, information, trace_step
+from lpfa.plots import pyplot, save
 
 __all__ = [
     "MACS",
@@ -368,19 +369,10 @@ def write_json(audits: Sequence[Audit], path: str | Path) -> Path:
     return path
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_audits(audits: Sequence[Audit], out: str | Path) -> list[Path]:
     """Bars per configuration (channel MACs, synapses, bits, energy by phase) and the histogram
     of feedback-wire lengths. Returns the files written."""
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels = [a.label for a in audits]
@@ -407,10 +399,7 @@ def plot_audits(audits: Sequence[Audit], out: str | Path) -> list[Path]:
     for ax in axes[1]:
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
     fig.suptitle(f"audit of {'-'.join(map(str, audits[0].sizes))} (red: non-local)")
-    fig.tight_layout()
-    bars = out / "audit_bars.png"
-    fig.savefig(bars, dpi=120)
-    plt.close(fig)
+    bars = save(fig, out / "audit_bars.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     lengths = [a.channel.wire_lengths_mm for a in audits if a.channel.wires]
@@ -429,10 +418,7 @@ def plot_audits(audits: Sequence[Audit], out: str | Path) -> list[Path]:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("learning-channel wire lengths")
-    fig.tight_layout()
-    hist = out / "wire_lengths.png"
-    fig.savefig(hist, dpi=120)
-    plt.close(fig)
+    hist = save(fig, out / "wire_lengths.png")
     return [bars, hist]
 
 
@@ -461,7 +447,7 @@ def read_accuracy(path: str | Path) -> dict[str, float]:
 def plot_accuracy(audits: Sequence[Audit], accuracy: Mapping[str, float], path: str | Path) -> Path:
     """Test accuracy against channel bits, channel energy and total energy per step, one point
     per label (o: local rule, x: non-local)."""
-    plt = _pyplot()
+    plt = pyplot()
     pts = [(a, accuracy[a.label]) for a in audits if a.label in accuracy]
     if not pts:
         raise ValueError(
@@ -487,9 +473,4 @@ def plot_accuracy(audits: Sequence[Audit], accuracy: Mapping[str, float], path: 
     fig.suptitle(
         f"accuracy vs cost, {'-'.join(map(str, audits[0].sizes))} (o: local rule, x: non-local)"
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)

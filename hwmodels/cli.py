@@ -13,6 +13,8 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
+from lpfa.cli import add_set_option
+
 __all__ = ["PRESETS", "RULE_VARIANTS", "add_commands", "expand"]
 
 # rule names accepted by --rules, with the channel fields they set
@@ -150,13 +152,7 @@ def add_commands(subparsers) -> None:
         help="a labelled variant, e.g. 'q3:channel.rule=srbp;channel.error_format=log:bits=3,"
         "alpha=0.125' (repeatable)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field of the base config, e.g. --set model.sizes=[784,1000,10]",
-    )
+    add_set_option(p, "a field of the base config")
     p.add_argument("--out", help="output folder (default: results/audit/<config name>)")
     p.add_argument(
         "--results",

@@ -82,19 +82,24 @@ def _check_quantizer(args: argparse.Namespace) -> int:
     return check_quantizer_main(args.args)
 
 
+def add_set_option(parser: argparse.ArgumentParser, what: str = "a field") -> None:
+    """The repeatable ``--set SECTION.FIELD=VALUE`` override every lpfa command takes."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help=f"override {what}, e.g. --set train.epochs=5 --set channel.rule=srbp (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lpfa``."""
     p = argparse.ArgumentParser(prog="lpfa", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one configuration (an ensemble over its seeds)")
     t.add_argument("config", help="a TOML run configuration, e.g. configs/baldi2018_mnist.toml")
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field, e.g. --set train.epochs=5 --set channel.rule=srbp (repeatable)",
-    )
+    add_set_option(t)
     t.add_argument("--out", help="output folder (default: results/<name>)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
     t.set_defaults(func=_train)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lpfa.cli import add_set_option
 from lpfa.config import ChannelConfig, RunConfig, apply_overrides, from_dict, to_dict
 from lpfa.report import read_history
 from lpfa.runfiles import RunWriter
@@ -37,13 +38,7 @@ def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=default_out, help="output folder (default: %(default)s)")
     p.add_argument("--plot-only", action="store_true", help="redraw table and plots from OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field of every configuration, e.g. --set train.lr=0.5 (repeatable)",
-    )
+    add_set_option(p, "a field of every configuration")
     return p
 
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curves"]
+__all__ = ["curves", "pyplot", "save"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +54,7 @@ def curves(
     x : history key for the x axis
     logy : keys plotted on a log scale
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, (key, ylabel) in zip(axes[0], panels, strict=True):
         for label, history in runs.items():
@@ -80,9 +81,14 @@ def curves(
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    return save(fig, path)
+
+
+def save(fig, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

@@ -481,7 +481,7 @@ def plot(
 ) -> Path:
     """A figure of final ``y`` (mean ± std over seeds) against config field ``x``, one line per
     value of ``hue``; written to ``path`` with matplotlib's Agg backend."""
-    from lpfa.plots import _pyplot
+    from lpfa.plots import pyplot, save
 
     by = [x] if hue is None else [hue, x]
     table = results(store, sweep=sweep, by=by, metrics=[y])
@@ -490,7 +490,7 @@ def plot(
     keys = list(table[0])
     xkey, hkey = keys[len(by) - 1], (keys[0] if hue else None)
     ykey = METRIC_ALIASES.get(y, y)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     xs_all = sorted({r[xkey] for r in table}, key=_sort_key)
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in xs_all)
@@ -513,12 +513,7 @@ def plot(
     ax.set_ylabel(f"{ykey} (mean ± std over seeds)")
     if hkey:
         ax.legend(title=hkey)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _sort_key(v: Any) -> tuple:

@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from lpfa.cli import add_set_option
 from lpfa.config import ConfigError
 
 __all__ = ["add_commands", "write_block"]
@@ -25,13 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--quick", action="store_true", help="apply the spec's [quick] table")
     s.add_argument("--dry-run", action="store_true", help="list the runs and their cost only")
     s.add_argument("--store", help="SQLite results file (default: results/<sweep>.sqlite)")
-    s.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field of every run, e.g. --set backend=cupy (repeatable)",
-    )
+    add_set_option(s, "a field of every run")
     s.add_argument(
         "--executor",
         choices=["inline", "process", "dask"],
