@@ -7,7 +7,7 @@ BP, RBP, SRBP and top layer only on MNIST.
 rule). Paper (test accuracy, %, mean of 5): BP 97.9 (0.1), RBP 97.2 (0.1), SRBP 97.2 (0.2),
 top layer only 84.7 (0.7).
 
-Runtime: about 15 minutes on 2 CPU cores for the full run (5 seeds × 4 rules × 100 epochs);
+Runtime: about 12 minutes on 2 idle CPU cores for the full run (5 seeds × 4 rules × 100 epochs);
 ``--quick`` (5 000 examples, 3 epochs, 1 seed) takes seconds.
 
     python experiments/baldi2018_table1_baseline.py [--quick] [--seeds N] [--out DIR]
