@@ -30,6 +30,7 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "load",
+    "read_toml",
     "to_dict",
 ]
 
@@ -707,15 +708,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The table of a TOML file; a missing or malformed file is a :class:`ConfigError` on ``what``."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(what, str(path), "file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(what, str(path), f"is not valid TOML: {err}") from None
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a :class:`RunConfig` from TOML, with optional ``section.field=value`` overrides."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("config", str(path), "file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("config", str(path), f"is not valid TOML: {err}") from None
+    data = read_toml(path)
     data = apply_overrides(data, overrides or [])
     data.setdefault("name", path.stem)
     return from_dict(RunConfig, data)

@@ -38,14 +38,20 @@ import math
 import platform
 import re
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lpfa.config import ConfigError, RunConfig, apply_overrides, from_dict, to_dict
+from lpfa.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    from_dict,
+    read_toml,
+    to_dict,
+)
 from lpfa.store import Store
 
 __all__ = [
@@ -255,12 +261,7 @@ def _label(
 def load_spec(path: str | Path, *, quick: bool = False, overrides: Sequence[str] = ()) -> Sweep:
     """Read and validate a sweep spec (TOML); see :func:`parse_spec`."""
     path = Path(path)
-    try:
-        spec = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("spec", str(path), "file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("spec", str(path), f"is not valid TOML: {err}") from None
+    spec = read_toml(path, "spec")
     return parse_spec(
         spec,
         root=path.parent,
@@ -303,13 +304,7 @@ def parse_spec(
         raise ConfigError("name", name, "must be a non-empty string")
     base: dict[str, Any] = {}
     if "base" in spec:
-        base_path = Path(root) / str(spec["base"])
-        try:
-            base = tomllib.loads(base_path.read_text())
-        except FileNotFoundError:
-            raise ConfigError("base", spec["base"], f"file not found ({base_path})") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError("base", spec["base"], f"is not valid TOML: {err}") from None
+        base = read_toml(Path(root) / str(spec["base"]), "base")
     base.pop("name", None)
     sets = [("set", _flatten(spec.get("set", {}), "set", leaf_lists=False))]
     seeds = spec.get("seeds", base.get("seeds", [0]))
