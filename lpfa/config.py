@@ -709,7 +709,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
-    """The table of a TOML file; a missing or malformed file is a :class:`ConfigError` on ``what``."""
+    """The table of a TOML file; a missing or broken file is a :class:`ConfigError` on ``what``."""
     try:
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
