@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpfa.backend import BACKENDS
+from lpfa.quant import Rounding, parse_format
+
 __all__ = [
     "Activation",
     "ChannelConfig",
@@ -178,18 +181,15 @@ class Dist(_Named):
 
 DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
 DTYPES = ("float32", "float64")
-BACKENDS = ("numpy", "cupy", "auto")
 
 
-ROUNDINGS = ("nearest", "stochastic", "toward_zero")
+ROUNDINGS = tuple(r.value for r in Rounding)
 
 
 def _format(path: str, spec: str | None) -> None:
     """Check a number-format spec such as ``log:bits=3,alpha=0.125`` (see lpfa.quant)."""
     if spec is None:
         return
-    from lpfa.quant import parse_format
-
     try:
         parse_format(spec)
     except ValueError as err:

@@ -208,14 +208,11 @@ class LogFormat:
                     _log_nearest_bits(x / s, out, layout, unit_low, one, xp)
                     xp.multiply(out, s, out=out)
                 return out
-            a = dt.type(self.alpha)
-            low = float(a) * 2.0 ** (1 - self.bits)
-            if math.frexp(float(a))[0] == 0.5 and a <= 1 and low >= np.finfo(dt).smallest_normal:
-                # alpha = 2^j <= 1: x / alpha is exact (no underflow), so fold alpha into the
-                # clip bounds and skip the division.
-                _log_nearest_bits(x, out, layout, dt.type(low), a, xp)
+            plan = _log_plan(self, dt)
+            if plan is not None:  # alpha = 2^j <= 1: folded into the clip bounds, no division
+                _log_nearest_bits(x, out, *plan, xp)
             else:
-                _log_nearest_bits(x, out, layout, unit_low, one, xp, scale=a)
+                _log_nearest_bits(x, out, layout, unit_low, one, xp, scale=dt.type(self.alpha))
             return out
         s = (
             _dynamic_scale(x, self.alpha, 1.0)
@@ -977,7 +974,7 @@ def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng
             return quantize(x, fmt, rounding=rounding, rng=rng)
         xp = get_xp(x)
         out = xp.empty(x.shape, dtype=x.dtype)
-        _log_nearest_bits(x, out, plan[0], plan[1], plan[2], xp)
+        _log_nearest_bits(x, out, *plan, xp)
         return out
 
     q.fmt = fmt  # type: ignore[attr-defined]
@@ -986,7 +983,11 @@ def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng
 
 @cache
 def _log_plan(fmt: LogFormat, dtype: np.dtype) -> tuple | None:
-    """(layout, low, high) of eq. 19's bit kernel when α = 2^j ≤ 1 needs no division, else None."""
+    """(layout, low, high) of eq. 19's bit kernel when α = 2^j ≤ 1 needs no division, else None.
+
+    Then x / α is exact (no underflow), so α folds into the clip bounds. The one place that
+    decides this, for :meth:`LogFormat._apply` and for :func:`quantizer`'s precomputed path.
+    """
     if isinstance(fmt.alpha, DynamicScale) or dtype.kind != "f" or not dtype.isnative:
         return None
     _check_fits_once(fmt, dtype)  # raises for a format the dtype cannot hold, like quantize
