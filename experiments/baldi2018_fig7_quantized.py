@@ -5,19 +5,26 @@ MNIST, 784-100-100-100-100-10 tanh / softmax, batch 100, for BP, RBP and SRBP:
 - quantized error (Fig. 7): the signal J^h each hidden neuron receives is quantized with eq. 19,
   α = 2⁻³, bits 1, 3, 5, before f′ and before it is relayed; the baseline schedule (lr 0.1,
   Keras decay 1e-6, 100 epochs);
-- quantized update (Fig. 8): each example's weight change R_b ⊗ O_b is quantized with eq. 19,
+- quantized update (Fig. 8): each example's weight change η·R_b ⊗ O_b is quantized with eq. 19,
   α = 2⁻⁶, bits 1, 3, 5, before the minibatch sum; lr 0.1 constant.
+
+Below the lowest level: ``--underflow zero`` (the default) sends values under half a log-step
+below the lowest level to 0 (``flush_to_zero=True``: the log quantizer of Miyashita et al. 2016
+that Hubara et al., whom eq. 19 cites, use); ``--underflow lowest`` is eq. 19 as written, which
+raises every non-zero value to the lowest level. The paper does not say; only ``zero`` lets RBP
+and SRBP learn through a few-bit update channel (docs/results.md).
 
 Paper (test accuracy %, 5 / 3 / 1 bits): error BP 97.6 / 96.5 / 94.6, RBP 95.4 / 92.5 / 89.8,
 SRBP 95.1 / 93.2 / 91.6; update BP 95.2 / 96.5 / 92.5, RBP 94.0 / 91.0 / 9.6, SRBP 93.3 / 92.2 /
 90.7.
 
-Runtime on 2 CPU cores: the error rows about 1 minute per configuration (9 of them, 1 seed);
-the update rows form every example's outer product explicitly (about a minute per epoch on a
-CPU), so ``--update-epochs`` shortens them (the paper's 100 epochs take ~2 h per configuration
-here: a GPU run). ``--quick``: 2 000 examples, 2 epochs (update rows 1).
+Runtime on one CPU core, 1 seed: an error row ~4.5 min; an update row forms every example's
+outer product explicitly, ~9 s per epoch, ~15 min for 100 epochs (``--update-epochs`` shortens
+them). ``--only`` takes label prefixes, so two processes can share the work. ``--quick``: 2 000
+examples, 2 epochs (update rows 1).
 
     python experiments/baldi2018_fig7_quantized.py [--quick] [--seeds N] [--update-epochs N]
+        [--underflow zero|lowest] [--only error,update5]
 """
 
 import dataclasses
@@ -32,8 +39,9 @@ from lpfa.report import comparison_table
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("bp", "rbp", "srbp")
 BITS = (5, 3, 1)
-ERROR = "log:bits={b},alpha=0.125"
-UPDATE = "log:bits={b},alpha=0.015625"
+ERROR = "log:bits={b},alpha=0.125,flush_to_zero={flush}"
+UPDATE = "log:bits={b},alpha=0.015625,flush_to_zero={flush}"
+UNDERFLOW = {"zero": True, "lowest": False}
 PAPER = {
     **{f"error{b}_{r}": v for r, vs in
        {"bp": (97.6, 96.5, 94.6), "rbp": (95.4, 92.5, 89.8), "srbp": (95.1, 93.2, 91.6)}.items()
@@ -46,7 +54,7 @@ TARGETS = {k: (v - 1.5, v + 1.5) for k, v in PAPER.items()}
 
 
 def configs(
-    quick: bool, seeds: int | None, backend: str, update_epochs: int
+    quick: bool, seeds: int | None, backend: str, update_epochs: int, flush: bool = True
 ) -> dict[str, C.RunConfig]:
     base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
     base = dataclasses.replace(base, seeds=tuple(range(seeds or 1)), backend=backend)
@@ -56,7 +64,7 @@ def configs(
     error = variants(
         base,
         {
-            f"error{b}_{r}": {"rule": r, "error_format": ERROR.format(b=b)}
+            f"error{b}_{r}": {"rule": r, "error_format": ERROR.format(b=b, flush=flush)}
             for b in BITS
             for r in RULES
         },
@@ -70,7 +78,7 @@ def configs(
     update = variants(
         update_base,
         {
-            f"update{b}_{r}": {"rule": r, "update_format": UPDATE.format(b=b)}
+            f"update{b}_{r}": {"rule": r, "update_format": UPDATE.format(b=b, flush=flush)}
             for b in BITS
             for r in RULES
         },
@@ -122,12 +130,25 @@ def plot(runs: dict[str, list], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, "results/baldi2018_fig7_quantized")
     p.add_argument("--update-epochs", type=int, default=100, help="epochs of the update rows")
-    p.add_argument("--only", default="", help="error or update: run one half")
+    p.add_argument(
+        "--only", default="", help="comma-separated label prefixes to run, e.g. error,update5"
+    )
+    p.add_argument(
+        "--underflow",
+        choices=list(UNDERFLOW),
+        default="zero",
+        help="below the lowest level: 0 (flush_to_zero) or the lowest level (eq. 19 as written)",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
-    cfgs = configs(args.quick, args.seeds, args.backend, args.update_epochs)
+    cfgs = configs(
+        args.quick, args.seeds, args.backend, args.update_epochs, UNDERFLOW[args.underflow]
+    )
     if args.only:
-        cfgs = {k: v for k, v in cfgs.items() if k.startswith(args.only)}
+        prefixes = tuple(filter(None, (s.strip() for s in args.only.split(","))))
+        cfgs = {k: v for k, v in cfgs.items() if k.startswith(prefixes)}
+        if not cfgs:
+            p.error(f"--only={args.only!r}: matches no label (error1_bp ... update5_srbp)")
     runs = obtain(args, cfgs)
     table = comparison_table(accuracy_rows(runs, PAPER, TARGETS), unit="test accuracy %")
     (out / "table.md").write_text(

@@ -147,11 +147,18 @@ class LogFormat:
         however tiny, go to +-alpha * 2^(-bits + 1), not to zero: that is what the lower clip of
         eq. 19 says. Error: |Q(y) - y| < (2 - sqrt(2)) * 2^k (0.59 of the gap 2^k between the two
         neighbours) inside the range, up to the lowest level itself for tiny inputs.
+    Nearest with ``flush_to_zero``
+        As above, except that values whose log2 rounds below the lowest level, |y| < 2^(-bits + 1)
+        / sqrt(2), go to 0: the log quantizer of Miyashita et al. (2016), whose clip maps an
+        exponent below the range to zero, and which Hubara et al. (2016) -- the definition eq. 19
+        says it is identical to -- use. The paper's text does not say which it ran.
     Stochastic
         Unbiased between the neighbouring values of {0} U {+-2^-k}, so tiny inputs go to 0 or to
-        the lowest level (not always to the lowest level as in eq. 19).
+        the lowest level (not always to the lowest level as in eq. 19); ``flush_to_zero`` does
+        not change it.
     Toward zero
-        The largest power of two <= |y| (clipped to alpha); inputs below the lowest level go to 0.
+        The largest power of two <= |y| (clipped to alpha); inputs below the lowest level go to 0,
+        with or without ``flush_to_zero``.
     Non-finite
         NaN -> NaN; +-inf -> +-alpha (saturation, as eq. 19's clip gives).
 
@@ -163,14 +170,19 @@ class LogFormat:
         The largest magnitude (same units as x), > 0; any float, not only powers of two (with a
         power of two <= 1 the nearest path needs no division). The paper uses 2^-3 for errors and
         2^-6 for weight updates. A :class:`DynamicScale` sets alpha = max|x|.
+    flush_to_zero : bool
+        Nearest rounding sends values below half a (log) step under the lowest level to 0 instead
+        of up to it (default False: eq. 19 as written).
     """
 
     bits: int
     alpha: float | DynamicScale
+    flush_to_zero: bool = False
 
     def __post_init__(self) -> None:
         _check_int("bits", self.bits, 1)
         _check_positive("alpha", self.alpha, dynamic=True)
+        _check_bool("flush_to_zero", self.flush_to_zero)
 
     def _scale(self) -> float | DynamicScale:
         return self.alpha
@@ -198,21 +210,22 @@ class LogFormat:
         xp = get_xp(x)
         dt = x.dtype
         if rounding is Rounding.NEAREST:
-            layout = _layout(dt)
+            layout, ftz = _layout(dt), self.flush_to_zero
             unit_low, one = dt.type(2.0 ** (1 - self.bits)), dt.type(1)
             if isinstance(self.alpha, DynamicScale):
                 s = _dynamic_scale(x, self.alpha, 1.0)
                 if s.ndim == 0:
-                    _log_nearest_bits(x, out, layout, unit_low, one, xp, scale=s)
+                    _log_nearest_bits(x, out, layout, unit_low, one, xp, ftz, scale=s)
                 else:  # one scale per row: divide and multiply by the broadcast scales
-                    _log_nearest_bits(x / s, out, layout, unit_low, one, xp)
+                    _log_nearest_bits(x / s, out, layout, unit_low, one, xp, ftz)
                     xp.multiply(out, s, out=out)
                 return out
             plan = _log_plan(self, dt)
             if plan is not None:  # alpha = 2^j <= 1: folded into the clip bounds, no division
-                _log_nearest_bits(x, out, *plan, xp)
+                _log_nearest_bits(x, out, *plan, xp, ftz)
             else:
-                _log_nearest_bits(x, out, layout, unit_low, one, xp, scale=dt.type(self.alpha))
+                a = dt.type(self.alpha)
+                _log_nearest_bits(x, out, layout, unit_low, one, xp, ftz, scale=a)
             return out
         s = (
             _dynamic_scale(x, self.alpha, 1.0)
@@ -840,7 +853,14 @@ def _bits(value: float, dtype: np.dtype) -> Any:
 
 
 def _log_nearest_bits(
-    x: Any, out: Any, layout: _Layout, low: Any, high: Any, xp: Any, scale: Any = None
+    x: Any,
+    out: Any,
+    layout: _Layout,
+    low: Any,
+    high: Any,
+    xp: Any,
+    flush: bool = False,
+    scale: Any = None,
 ) -> None:
     """``out = s * sign(y) * clip(2^round_log2(|y|), low, high)`` with ``y = x / s``, on the bits.
 
@@ -849,8 +869,9 @@ def _log_nearest_bits(
     exponent field exactly when the mantissa exceeds sqrt(2); masking the exponent field then
     gives |2^round(log2|y|)| (the sign bit and any carry out of inf/NaN are masked away); the
     integer clip is the clip of eq. 19 (bit patterns of positive floats order like the floats);
-    multiplying by sign(y) restores the sign and gives 0 -> 0, NaN -> NaN. Works block by block on
-    numpy so that the temporaries stay in cache.
+    multiplying by sign(y) restores the sign and gives 0 -> 0, NaN -> NaN. With ``flush`` the lower
+    clip becomes "below low -> 0" (the bit pattern 0 is +0.0). Works block by block on numpy so
+    that the temporaries stay in cache.
     """
     lo = _bits(float(low), x.dtype)
     hi = _bits(float(high), x.dtype)
@@ -858,7 +879,7 @@ def _log_nearest_bits(
         y = x if scale is None else x / scale
         r = y.view(layout.int_type) + layout.round_up
         xp.bitwise_and(r, layout.exp_mask, out=r)
-        xp.maximum(r, lo, out=r)
+        _lower_clip(r, lo, flush, xp)
         xp.minimum(r, hi, out=r)
         xp.sign(y, out=out)
         if scale is not None:
@@ -882,7 +903,7 @@ def _log_nearest_bits(
             xp.divide(flat_x[i:j], scale, out=yc)
         xp.add(yc.view(layout.int_type), layout.round_up, out=rc)
         xp.bitwise_and(rc, layout.exp_mask, out=rc)
-        xp.maximum(rc, lo, out=rc)  # the clip of eq. 19, as two ufuncs (np.clip's wrapper
+        _lower_clip(rc, lo, flush, xp)  # the clip of eq. 19, as two ufuncs (np.clip's wrapper
         xp.minimum(rc, hi, out=rc)  # costs more than the work on small arrays)
         xp.sign(yc, out=sc)
         if y is not None:
@@ -890,7 +911,17 @@ def _log_nearest_bits(
         xp.multiply(rc.view(x.dtype), sc, out=oc)
 
 
-def _log_reference(x: np.ndarray, bits: int, alpha: float) -> np.ndarray:
+def _lower_clip(r: Any, lo: Any, flush: bool, xp: Any) -> None:
+    """In place on bit patterns of magnitudes: raise those below ``lo`` to it, or zero them."""
+    if flush:
+        xp.multiply(r, r >= lo, out=r)
+    else:
+        xp.maximum(r, lo, out=r)
+
+
+def _log_reference(
+    x: np.ndarray, bits: int, alpha: float, flush_to_zero: bool = False
+) -> np.ndarray:
     """Eq. 19 written out, evaluated in float64 after y = x / alpha in x's dtype (test oracle).
 
     For float16 and float32 input this is exact: no such float has log2|y| within 2e-8 of a
@@ -901,8 +932,11 @@ def _log_reference(x: np.ndarray, bits: int, alpha: float) -> np.ndarray:
     a = x.dtype.type(alpha)
     with np.errstate(all="ignore"):
         y = (x / a).astype(np.float64)
-        e = np.rint(np.clip(np.log2(np.abs(y)), -bits + 1, 0))
-        return (float(a) * np.sign(y) * np.exp2(e)).astype(x.dtype)
+        e = np.rint(np.log2(np.abs(y)))
+        q = np.exp2(np.clip(e, -bits + 1, 0))
+        if flush_to_zero:
+            q = np.where(e < -bits + 1, 0.0, q)
+        return (float(a) * np.sign(y) * q).astype(x.dtype)
 
 
 def _uniform(rng: Any, x: Any, xp: Any) -> Any:
@@ -974,7 +1008,7 @@ def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng
             return quantize(x, fmt, rounding=rounding, rng=rng)
         xp = get_xp(x)
         out = xp.empty(x.shape, dtype=x.dtype)
-        _log_nearest_bits(x, out, *plan, xp)
+        _log_nearest_bits(x, out, *plan, xp, fmt.flush_to_zero)
         return out
 
     q.fmt = fmt  # type: ignore[attr-defined]

@@ -25,8 +25,9 @@ odd_symmetric
 error_bound
     ``q(x)`` is one of the two grid neighbours ``lo <= c <= hi``: for nearest rounding the one on
     the correct side of the format's decision point (the midpoint for uniform grids and
-    minifloats, so ``|q(x) - c| <= (hi - lo) / 2``; the geometric mean for :class:`LogFormat`;
-    the dead zone for :class:`Ternary`), for toward-zero the one nearer to 0, for stochastic
+    minifloats, so ``|q(x) - c| <= (hi - lo) / 2``; the geometric mean for :class:`LogFormat`,
+    and next to 0 either 0 or, with ``flush_to_zero``, the lowest level / sqrt(2); the dead zone
+    for :class:`Ternary`), for toward-zero the one nearer to 0, for stochastic
     either (error below one step). Decisions within ``ulps`` units in the last place of a decision
     point may go either way, to allow for the rounding of ``x / step``.
 unbiased
@@ -243,7 +244,7 @@ def formats(*, dynamic: bool = False) -> st.SearchStrategy[Format]:
         ),
     )
     return st.one_of(
-        st.builds(LogFormat, bits=st.integers(1, 8), alpha=scales),
+        st.builds(LogFormat, bits=st.integers(1, 8), alpha=scales, flush_to_zero=st.booleans()),
         fixed,
         st.builds(Sign, scale=scales),
         st.builds(Ternary, threshold=st.sampled_from([0.0, 0.25, 0.5, 0.7]), scale=scales),
@@ -303,8 +304,10 @@ def _spec(fmt: Format | None, grid: Any, dtype: Any, odd: bool | None = None) ->
     g = quant.grid(fmt, dt).astype(np.float64)
     lo, hi = g[:-1], g[1:]
     if isinstance(fmt, LogFormat):
-        with np.errstate(invalid="ignore"):
-            t = np.where((lo == 0) | (hi == 0), 0.0, np.sign(lo) * np.sqrt(lo * hi))
+        t = np.sign(lo + hi) * np.sqrt(np.abs(lo * hi))  # geometric mean; 0 next to 0 ...
+        if fmt.flush_to_zero:  # ... unless the lower half log-step of the lowest level flushes
+            t[lo == 0] = hi[lo == 0] / math.sqrt(2)
+            t[hi == 0] = lo[hi == 0] / math.sqrt(2)
     elif isinstance(fmt, Ternary):
         t = np.array([-1.0, 1.0]) * float(dt.type(fmt.threshold)) * float(dt.type(fmt.scale))
     elif isinstance(fmt, Sign):

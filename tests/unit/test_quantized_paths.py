@@ -69,6 +69,29 @@ def test_update_channel_quantizes_each_example_before_the_sum(xp):
         np.testing.assert_allclose(to_numpy(quant.layers[h].W), expected, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize(
+    "spec", ["log:bits=3,alpha=0.015625", "log:bits=1,alpha=0.015625,flush_to_zero=True", "sign"]
+)
+@pytest.mark.parametrize("budget", [10_000, 40, 1])
+def test_per_example_sum_skips_zero_columns_only_where_q_of_0_is_0(xp, spec, budget):
+    # sign maps 0 to +scale: its zero columns still add; the log formats' are skipped exactly
+    from lpfa.crossbar import Crossbar
+    from lpfa.quant import quantizer
+
+    rng = np.random.default_rng(3)
+    E, B, n_out, n_in = 2, 7, 4, 9
+    post = rng.standard_normal((E, B, n_out)) * 0.05
+    pre = rng.standard_normal((B, n_in))
+    pre[:, [0, 4, 5]] = 0.0  # zero in every example
+    pre[rng.random((B, n_in)) < 0.5] = 0.0  # and in many single examples
+    q = quantizer(spec)
+    layer = Crossbar(xp.asarray(np.zeros((E, n_out, n_in))), xp.asarray(np.zeros((E, n_out))))
+    dW, db = layer._quantized_sum(xp.asarray(post), xp.asarray(pre), q, budget=budget)
+    want = q(post[:, :, :, None] * pre[None, :, None, :]).sum(axis=1)
+    np.testing.assert_allclose(to_numpy(dW), want, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(to_numpy(db), q(post).sum(axis=1))
+
+
 def test_formats_off_are_exactly_off(xp):
     sizes = (6, 5, 3)
     cfg = small_config(sizes, "rbp")
