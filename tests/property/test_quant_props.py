@@ -123,11 +123,13 @@ def test_dynamic_scales_stay_within_the_measured_peak(case):
 @given(
     st.integers(1, 12),
     st.sampled_from([2.0**-3, 2.0**-6, 1.0, 0.3, 5.0]),
+    st.booleans(),
     float_arrays(F32, min_dims=1, max_dims=1, min_side=1, max_side=50),
 )
-def test_log_format_equals_the_eq19_reference(bits, alpha, x):
+def test_log_format_equals_the_eq19_reference(bits, alpha, flush, x):
     np.testing.assert_array_equal(
-        quantize(x, LogFormat(bits=bits, alpha=alpha)), quant._log_reference(x, bits, alpha)
+        quantize(x, LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush)),
+        quant._log_reference(x, bits, alpha, flush),
     )
 
 
@@ -266,3 +268,14 @@ def test_in_place_quantizer_fails_dtype_shape():
 def test_failing_examples_are_shrunk():
     result = check_quantizer(truncating, STEP, contracts=["error_bound"])["error_bound"]
     assert result.example.size == 1  # hypothesis shrinks the array to the one bad element
+
+
+def test_the_kit_tells_flush_to_zero_from_eq19_as_written():
+    # each log quantizer fails the other's contract just below the lowest level
+    flush = LogFormat(bits=3, alpha=0.125, flush_to_zero=True)
+    plain = LogFormat(bits=3, alpha=0.125)
+    for claimed, actual in ((flush, plain), (plain, flush)):
+        report = check_quantizer(
+            lambda x, f=actual: quantize(x, f), claimed, contracts=["error_bound"]
+        )
+        assert report["error_bound"].outcome is Outcome.FAILS, str(report)

@@ -22,7 +22,9 @@ from lpfa.quant import (
     Sign,
     Ternary,
     grid,
+    parse_format,
     quantize,
+    quantizer,
 )
 from lpfa.testing import check_quantizer_main
 
@@ -67,9 +69,34 @@ def test_log_format_documented_values_at_the_edges():
     assert not np.signbit(q[1])  # Q(-0.0) = +0.0: sign(-0.0) is 0
 
 
+def test_log_format_flush_to_zero_sends_the_lower_half_step_to_zero():
+    fmt = LogFormat(bits=3, alpha=0.125, flush_to_zero=True)
+    edge = 0.03125 / math.sqrt(2)  # half a log-step below the lowest level 2^-5
+    below, above = F32(edge * (1 - 1e-6)), F32(edge * (1 + 1e-6))
+    x = [0.0, below, above, -above, 1e-30, 0.2, np.inf, -np.inf, np.nan]
+    q = q32(x, fmt)
+    want = [0, 0, 0.03125, -0.03125, 0, 0.125, 0.125, -0.125, np.nan]
+    np.testing.assert_array_equal(q, np.asarray(want, dtype=F32))
+    # above the lowest level nothing changes
+    y = np.geomspace(0.0222, 10, 5001).astype(F32)
+    np.testing.assert_array_equal(quantize(y, fmt), quantize(y, LogFormat(bits=3, alpha=0.125)))
+    # toward zero flushes anyway; the option changes nearest rounding only
+    tz = LogFormat(bits=3, alpha=0.125)
+    np.testing.assert_array_equal(
+        quantize(y, fmt, rounding="toward_zero"), quantize(y, tz, rounding="toward_zero")
+    )
+
+
+def test_log_format_flush_to_zero_is_validated_and_parsed():
+    assert parse_format("log:bits=3,alpha=0.125,flush_to_zero=True").flush_to_zero is True
+    with pytest.raises(ValueError, match=r"flush_to_zero=1: must be True or False"):
+        LogFormat(bits=3, alpha=0.125, flush_to_zero=1)
+
+
+@pytest.mark.parametrize("flush", [False, True])
 @pytest.mark.parametrize("bits", range(1, 9))
-def test_log_format_has_2_bits_plus_1_values(bits):
-    fmt = LogFormat(bits=bits, alpha=0.125)
+def test_log_format_has_2_bits_plus_1_values(bits, flush):
+    fmt = LogFormat(bits=bits, alpha=0.125, flush_to_zero=flush)
     sweep = np.concatenate([np.geomspace(1e-12, 1e3, 20001), [0.0]]).astype(F32)
     sweep = np.concatenate([sweep, -sweep])
     assert np.unique(quantize(sweep, fmt)).size == 2 * bits + 1
@@ -90,24 +117,27 @@ def test_log_format_rounds_in_the_log_domain_at_sqrt2():
     assert q32([0.7], fmt)[0] == 0.5
 
 
-def test_log_format_float32_bit_trick_equals_eq19_reference():
+@pytest.mark.parametrize("flush", [False, True])
+def test_log_format_float32_bit_trick_equals_eq19_reference(flush):
     x = special_floats32()
     for alpha in (2.0**-3, 2.0**-6, 1.0, 0.3, 4.0, 1e-30, 2.0**-100):
         for bits in (1, 2, 3, 8, 20):
-            got = quantize(x, LogFormat(bits=bits, alpha=alpha))
-            want = quant._log_reference(x, bits, alpha)
+            got = quantize(x, LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush))
+            want = quant._log_reference(x, bits, alpha, flush)
             np.testing.assert_array_equal(got, want, err_msg=f"alpha={alpha} bits={bits}")
 
 
-def test_log_format_random_values_equal_reference_across_chunks():
+@pytest.mark.parametrize("flush", [False, True])
+def test_log_format_random_values_equal_reference_across_chunks(flush):
     rng = np.random.default_rng(0)
     n = 3 * quant._CHUNK + 17  # several blocks and a ragged last one
     x = (rng.standard_normal(n) * np.exp2(rng.uniform(-30, 5, n))).astype(F32)
     x[::5] = 0
     for alpha, bits in ((0.125, 4), (0.3, 6)):
-        np.testing.assert_array_equal(
-            quantize(x, LogFormat(bits=bits, alpha=alpha)), quant._log_reference(x, bits, alpha)
-        )
+        fmt = LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush)
+        np.testing.assert_array_equal(quantize(x, fmt), quant._log_reference(x, bits, alpha, flush))
+        spec = f"log:bits={bits},alpha={alpha},flush_to_zero={flush}"
+        np.testing.assert_array_equal(quantizer(spec)(x), quantize(x, fmt))
 
 
 def _exact_log_q(v: float, bits: int, alpha: float) -> float:
