@@ -196,13 +196,15 @@ class LogFormat:
 
     def _check_fits(self, dtype: np.dtype, scale: Any) -> None:
         info = np.finfo(dtype)
-        low = 2.0 ** (1 - self.bits)
+        # flushing decides at low / sqrt(2), which must be a normal number too
+        low = 2.0 ** (1 - self.bits) / (math.sqrt(2) if self.flush_to_zero else 1)
         if low < info.smallest_normal or (
             not isinstance(scale, DynamicScale)
             and (float(dtype.type(scale)) * low < info.smallest_normal or scale > info.max)
         ):
+            also = " (with flush_to_zero, the lowest / sqrt(2))" if self.flush_to_zero else ""
             raise ValueError(
-                f"x.dtype={dtype}: {self!r} has values outside the normal range of {dtype} "
+                f"x.dtype={dtype}: {self!r} has values{also} outside the normal range of {dtype} "
                 f"([{info.smallest_normal:.3g}, {info.max:.3g}]); use fewer bits or a wider dtype"
             )
 
@@ -210,22 +212,20 @@ class LogFormat:
         xp = get_xp(x)
         dt = x.dtype
         if rounding is Rounding.NEAREST:
-            layout, ftz = _layout(dt), self.flush_to_zero
-            unit_low, one = dt.type(2.0 ** (1 - self.bits)), dt.type(1)
+            unit = _log_kernel(dt, 2.0 ** (1 - self.bits), 1.0, self.flush_to_zero)
             if isinstance(self.alpha, DynamicScale):
                 s = _dynamic_scale(x, self.alpha, 1.0)
                 if s.ndim == 0:
-                    _log_nearest_bits(x, out, layout, unit_low, one, xp, ftz, scale=s)
+                    unit(x, out, xp, scale=s)
                 else:  # one scale per row: divide and multiply by the broadcast scales
-                    _log_nearest_bits(x / s, out, layout, unit_low, one, xp, ftz)
+                    unit(x / s, out, xp)
                     xp.multiply(out, s, out=out)
                 return out
-            plan = _log_plan(self, dt)
-            if plan is not None:  # alpha = 2^j <= 1: folded into the clip bounds, no division
-                _log_nearest_bits(x, out, *plan, xp, ftz)
+            kernel = _log_plan(self, dt)
+            if kernel is not None:  # alpha = 2^j <= 1: folded into the clip bounds, no division
+                kernel(x, out, xp)
             else:
-                a = dt.type(self.alpha)
-                _log_nearest_bits(x, out, layout, unit_low, one, xp, ftz, scale=a)
+                unit(x, out, xp, scale=dt.type(self.alpha))
             return out
         s = (
             _dynamic_scale(x, self.alpha, 1.0)
@@ -819,104 +819,86 @@ def grid(fmt: Format, dtype: Any = np.float32) -> np.ndarray:
 # --- implementation helpers -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """Bit layout of an IEEE binary float dtype, for the log quantizer's bit trick."""
-
-    int_type: Any  # numpy integer type of the same width
-    exp_mask: Any  # exponent field, as that integer type
-    round_up: Any  # 2^nmant - (smallest mantissa field f with 1 + f / 2^nmant > sqrt(2))
-
-
-@cache
-def _layout(dtype: np.dtype) -> _Layout:
-    info = np.finfo(dtype)
-    n = info.nmant
-    ebits = info.bits - n - 1
-    it = np.dtype(f"int{info.bits}").type
-    # floor(sqrt(2) * 2^n) exactly; sqrt(2) * 2^n is irrational, so the next integer is the
-    # smallest mantissa field strictly above sqrt(2).
-    f_min = math.isqrt(2 * 4**n) + 1 - 2**n
-    return _Layout(it, it(((1 << ebits) - 1) << n), it(2**n - f_min))
-
-
 @cache
 def _check_fits_once(fmt: Any, dtype: np.dtype) -> None:
     """``fmt._check_fits`` for a fixed-scale format, remembered per (format, dtype)."""
     fmt._check_fits(dtype, fmt._scale())
 
 
-@cache
-def _bits(value: float, dtype: np.dtype) -> Any:
-    """The bit pattern of ``value`` in ``dtype``, as the integer type of the same width."""
-    return np.asarray(value, dtype=dtype).view(_layout(dtype).int_type)[()]
+@dataclass(frozen=True, slots=True)
+class _LogKernel:
+    """Eq. 19 with nearest rounding, on the bit pattern of one float dtype.
 
-
-def _log_nearest_bits(
-    x: Any,
-    out: Any,
-    layout: _Layout,
-    low: Any,
-    high: Any,
-    xp: Any,
-    flush: bool = False,
-    scale: Any = None,
-) -> None:
-    """``out = s * sign(y) * clip(2^round_log2(|y|), low, high)`` with ``y = x / s``, on the bits.
-
-    ``low`` and ``high`` are normal powers of two of x's dtype; ``scale`` (s) is a scalar of that
-    dtype or None (s = 1, no division). Adding ``round_up`` to y's bit pattern carries into the
-    exponent field exactly when the mantissa exceeds sqrt(2); masking the exponent field then
-    gives |2^round(log2|y|)| (the sign bit and any carry out of inf/NaN are masked away); the
-    integer clip is the clip of eq. 19 (bit patterns of positive floats order like the floats);
-    multiplying by sign(y) restores the sign and gives 0 -> 0, NaN -> NaN. With ``flush`` the lower
-    clip becomes "below low -> 0" (the bit pattern 0 is +0.0). Works block by block on numpy so
-    that the temporaries stay in cache.
+    ``out = s * sign(y) * clip(2^round_log2(|y|), low, high)`` with ``y = x / s``. Adding
+    ``round_up`` to y's bit pattern carries into the exponent field exactly when the mantissa
+    exceeds sqrt(2); masking the exponent field then gives |2^round(log2|y|)| as a float (the sign
+    bit and any carry out of inf/NaN are masked away, and the result is never NaN); the clip of
+    eq. 19 is then a float max and min; multiplying by sign(y) restores the sign and gives 0 -> 0,
+    NaN -> NaN. With ``flush`` the lower clip sends values below ``low`` to 0 instead: adding and
+    subtracting ``flush_add`` = low * 2^nmant, whose unit in the last place is ``low``, rounds
+    every power of two below ``low`` to 0 and leaves ``low`` ... ``high`` exact (they are
+    multiples of that unit, below ``flush_add``). Each step is one cheap ufunc (``np.sign``, the
+    dearest, costs about three int or float additions).
     """
-    lo = _bits(float(low), x.dtype)
-    hi = _bits(float(high), x.dtype)
-    if x.ndim and (x.size <= _CHUNK or xp is not np):  # whole array: fewer calls when small
-        y = x if scale is None else x / scale
-        r = y.view(layout.int_type) + layout.round_up
-        xp.bitwise_and(r, layout.exp_mask, out=r)
-        _lower_clip(r, lo, flush, xp)
-        xp.minimum(r, hi, out=r)
+
+    int_type: Any  # numpy integer type of the dtype's width
+    round_up: Any  # 2^nmant - (smallest mantissa field f with 1 + f / 2^nmant > sqrt(2))
+    exp_mask: Any  # exponent field, as int_type
+    low: Any  # lowest and highest magnitude, normal powers of two of the dtype
+    high: Any
+    flush: bool
+    flush_add: Any  # low * 2^nmant, or None where high >= it (then a compare and a product)
+
+    def __call__(self, x: Any, out: Any, xp: Any, scale: Any = None) -> None:
+        """Fill ``out`` (x's shape and dtype); ``scale`` is a scalar of x's dtype or None (1)."""
+        if x.ndim and (x.size <= _CHUNK or xp is not np):  # whole array: fewer calls when small
+            y = x if scale is None else x / scale
+            r = y.view(self.int_type) + self.round_up
+            self._finish(y, r, out, xp, scale)
+            return
+        # numpy, large: block by block, so that the temporaries stay in cache
+        flat_x, flat_out = xp.ravel(x), out.reshape(-1)
+        n = flat_x.size
+        chunk = min(n, _CHUNK)
+        r = xp.empty(chunk, dtype=self.int_type)
+        y = xp.empty(chunk, dtype=x.dtype) if scale is not None else None
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            yc = flat_x[i:j] if y is None else xp.divide(flat_x[i:j], scale, out=y[: j - i])
+            rc = xp.add(yc.view(self.int_type), self.round_up, out=r[: j - i])
+            self._finish(yc, rc, flat_out[i:j], xp, scale)
+
+    def _finish(self, y: Any, r: Any, out: Any, xp: Any, scale: Any) -> None:
+        xp.bitwise_and(r, self.exp_mask, out=r)
+        m = r.view(y.dtype)  # |2^round(log2|y|)|, never NaN
+        xp.minimum(m, self.high, out=m)
+        if not self.flush:
+            xp.maximum(m, self.low, out=m)
+        elif self.flush_add is not None:
+            xp.add(m, self.flush_add, out=m)
+            xp.subtract(m, self.flush_add, out=m)
+        else:
+            xp.multiply(m, m >= self.low, out=m)
         xp.sign(y, out=out)
         if scale is not None:
-            out *= scale
-        xp.multiply(out, r.view(x.dtype), out=out)
-        return
-    flat_x = xp.ravel(x)
-    flat_out = out.reshape(-1)
-    n = flat_x.size
-    chunk = min(n, _CHUNK)
-    r = xp.empty(chunk, dtype=layout.int_type)
-    s = xp.empty(chunk, dtype=x.dtype)
-    y = xp.empty(chunk, dtype=x.dtype) if scale is not None else None
-    for i in range(0, n, chunk):
-        j = min(i + chunk, n)
-        rc, sc, oc = r[: j - i], s[: j - i], flat_out[i:j]
-        if y is None:
-            yc = flat_x[i:j]
-        else:
-            yc = y[: j - i]
-            xp.divide(flat_x[i:j], scale, out=yc)
-        xp.add(yc.view(layout.int_type), layout.round_up, out=rc)
-        xp.bitwise_and(rc, layout.exp_mask, out=rc)
-        _lower_clip(rc, lo, flush, xp)  # the clip of eq. 19, as two ufuncs (np.clip's wrapper
-        xp.minimum(rc, hi, out=rc)  # costs more than the work on small arrays)
-        xp.sign(yc, out=sc)
-        if y is not None:
-            xp.multiply(sc, scale, out=sc)
-        xp.multiply(rc.view(x.dtype), sc, out=oc)
+            xp.multiply(out, scale, out=out)
+        xp.multiply(out, m, out=out)
 
 
-def _lower_clip(r: Any, lo: Any, flush: bool, xp: Any) -> None:
-    """In place on bit patterns of magnitudes: raise those below ``lo`` to it, or zero them."""
-    if flush:
-        xp.multiply(r, r >= lo, out=r)
-    else:
-        xp.maximum(r, lo, out=r)
+@cache
+def _log_kernel(dtype: np.dtype, low: float, high: float, flush: bool) -> _LogKernel:
+    """The kernel for ``dtype`` with magnitudes ``low`` ... ``high`` (normal powers of two)."""
+    info = np.finfo(dtype)
+    n = info.nmant
+    it = np.dtype(f"int{info.bits}").type
+    # floor(sqrt(2) * 2^n) exactly; sqrt(2) * 2^n is irrational, so the next integer is the
+    # smallest mantissa field strictly above sqrt(2).
+    f_min = math.isqrt(2 * 4**n) + 1 - 2**n
+    exp_mask = it(((1 << (info.bits - n - 1)) - 1) << n)
+    add = low * 2.0**n
+    flush_add = dtype.type(add) if flush and high < add <= float(info.max) else None
+    t = dtype.type
+    return _LogKernel(it, it(2**n - f_min), exp_mask, t(low), t(high), flush, flush_add)
 
 
 def _log_reference(
@@ -1003,12 +985,12 @@ def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng
     planned = isinstance(fmt, LogFormat) and rounding is Rounding.NEAREST
 
     def q(x: Any) -> Any:
-        plan = _log_plan(fmt, x.dtype) if planned else None
-        if plan is None or not x.flags.c_contiguous:
+        kernel = _log_plan(fmt, x.dtype) if planned else None
+        if kernel is None or not x.flags.c_contiguous:
             return quantize(x, fmt, rounding=rounding, rng=rng)
         xp = get_xp(x)
         out = xp.empty(x.shape, dtype=x.dtype)
-        _log_nearest_bits(x, out, *plan, xp, fmt.flush_to_zero)
+        kernel(x, out, xp)
         return out
 
     q.fmt = fmt  # type: ignore[attr-defined]
@@ -1016,8 +998,8 @@ def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng
 
 
 @cache
-def _log_plan(fmt: LogFormat, dtype: np.dtype) -> tuple | None:
-    """(layout, low, high) of eq. 19's bit kernel when α = 2^j ≤ 1 needs no division, else None.
+def _log_plan(fmt: LogFormat, dtype: np.dtype) -> _LogKernel | None:
+    """Eq. 19's bit kernel with α folded into its bounds when α = 2^j ≤ 1, else None.
 
     Then x / α is exact (no underflow), so α folds into the clip bounds. The one place that
     decides this, for :meth:`LogFormat._apply` and for :func:`quantizer`'s precomputed path.
@@ -1029,4 +1011,4 @@ def _log_plan(fmt: LogFormat, dtype: np.dtype) -> tuple | None:
     low = float(a) * 2.0 ** (1 - fmt.bits)
     if math.frexp(float(a))[0] != 0.5 or a > 1 or low < np.finfo(dtype).smallest_normal:
         return None
-    return _layout(dtype), dtype.type(low), a
+    return _log_kernel(dtype, low, float(a), fmt.flush_to_zero)

@@ -176,13 +176,18 @@ def test_log_format_float64_is_exact_where_float64_log2_is_not():
     assert not np.array_equal(quant._log_reference(x, bits, alpha), want)
 
 
-def test_log_format_float16_equals_reference():
+@pytest.mark.parametrize("flush", [False, True])
+def test_log_format_float16_equals_reference(flush):
     x = np.arange(0, 0x7C01, dtype=np.uint16).view(np.float16)  # every finite float16 >= 0
     x = np.concatenate([x, -x, np.asarray([np.inf, np.nan], dtype=np.float16)])
-    for alpha, bits in ((0.125, 4), (0.3, 6), (1.0, 15)):
-        got = quantize(x, LogFormat(bits=bits, alpha=alpha))
+    # bits >= 11 spans more than float16's 10-bit mantissa: flushing takes its slower path
+    for alpha, bits in ((0.125, 4), (0.3, 6), (1.0, 11), (1.0, 15 - flush)):
+        got = quantize(x, LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush))
         assert got.dtype == np.float16
-        np.testing.assert_array_equal(got, quant._log_reference(x, bits, alpha))
+        np.testing.assert_array_equal(got, quant._log_reference(x, bits, alpha, flush))
+    if flush:  # the decision at 2^-14 / sqrt(2) would fall among the subnormals
+        with pytest.raises(ValueError, match=r"the lowest / sqrt\(2\)\) outside the normal range"):
+            quantize(x, LogFormat(bits=15, alpha=1.0, flush_to_zero=True))
 
 
 def test_log_format_toward_zero_and_stochastic_edges():
