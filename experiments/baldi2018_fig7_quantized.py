@@ -8,11 +8,12 @@ MNIST, 784-100-100-100-100-10 tanh / softmax, batch 100, for BP, RBP and SRBP:
 - quantized update (Fig. 8): each example's weight change η·R_b ⊗ O_b is quantized with eq. 19,
   α = 2⁻⁶, bits 1, 3, 5, before the minibatch sum; lr 0.1 constant.
 
-Below the lowest level: ``--underflow zero`` (the default) sends values under half a log-step
-below the lowest level to 0 (``flush_to_zero=True``: the log quantizer of Miyashita et al. 2016
-that Hubara et al., whom eq. 19 cites, use); ``--underflow lowest`` is eq. 19 as written, which
-raises every non-zero value to the lowest level. The paper does not say; only ``zero`` lets RBP
-and SRBP learn through a few-bit update channel (docs/results.md).
+Two things the paper leaves open, as flags (docs/results.md has the runs of each):
+``--underflow lowest`` (default) is eq. 19 as written, which raises every non-zero value below
+the lowest level to it; ``--underflow zero`` sends values under half a log-step below the lowest
+level to 0 (``flush_to_zero=True``: the log quantizer of Miyashita et al. 2016, which Hubara et
+al., whom eq. 19 cites, use). ``--update-of step`` (default) quantizes each example's step
+η·R_b ⊗ O_b, ``--update-of gradient`` its gradient R_b ⊗ O_b before η.
 
 Paper (test accuracy %, 5 / 3 / 1 bits): error BP 97.6 / 96.5 / 94.6, RBP 95.4 / 92.5 / 89.8,
 SRBP 95.1 / 93.2 / 91.6; update BP 95.2 / 96.5 / 92.5, RBP 94.0 / 91.0 / 9.6, SRBP 93.3 / 92.2 /
@@ -24,7 +25,7 @@ them). ``--only`` takes label prefixes, so two processes can share the work. ``-
 examples, 2 epochs (update rows 1).
 
     python experiments/baldi2018_fig7_quantized.py [--quick] [--seeds N] [--update-epochs N]
-        [--underflow zero|lowest] [--only error,update5]
+        [--underflow lowest|zero] [--update-of step|gradient] [--only error,update5]
 """
 
 import dataclasses
@@ -40,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ("bp", "rbp", "srbp")
 BITS = (5, 3, 1)
 ERROR = "log:bits={b},alpha=0.125,flush_to_zero={flush}"
-UPDATE = "log:bits={b},alpha=0.015625,flush_to_zero={flush}"
+UPDATE = "log:bits={b},alpha={alpha!r},flush_to_zero={flush}"
+ALPHA_UPDATE = 2.0**-6
 UNDERFLOW = {"zero": True, "lowest": False}
 PAPER = {
     **{f"error{b}_{r}": v for r, vs in
@@ -54,8 +56,18 @@ TARGETS = {k: (v - 1.5, v + 1.5) for k, v in PAPER.items()}
 
 
 def configs(
-    quick: bool, seeds: int | None, backend: str, update_epochs: int, flush: bool = True
+    quick: bool,
+    seeds: int | None,
+    backend: str,
+    update_epochs: int,
+    flush: bool = False,
+    gradient: bool = False,
 ) -> dict[str, C.RunConfig]:
+    """The 18 labelled runs; ``gradient`` quantizes R_b ⊗ O_b before the learning rate.
+
+    The channel quantizes η·R_b ⊗ O_b; eq. 19 commutes with a positive factor
+    (η·Q_α(g) = Q_{ηα}(η·g)), so quantizing the gradient g with α is quantizing η·g with η·α.
+    """
     base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
     base = dataclasses.replace(base, seeds=tuple(range(seeds or 1)), backend=backend)
     if quick:
@@ -75,10 +87,14 @@ def configs(
             base.train, lr_decay=0.0, epochs=min(base.train.epochs, update_epochs), angle_every=None
         ),
     )
+    alpha = ALPHA_UPDATE * (update_base.train.lr if gradient else 1.0)
     update = variants(
         update_base,
         {
-            f"update{b}_{r}": {"rule": r, "update_format": UPDATE.format(b=b, flush=flush)}
+            f"update{b}_{r}": {
+                "rule": r,
+                "update_format": UPDATE.format(b=b, alpha=alpha, flush=flush),
+            }
             for b in BITS
             for r in RULES
         },
@@ -136,13 +152,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--underflow",
         choices=list(UNDERFLOW),
-        default="zero",
-        help="below the lowest level: 0 (flush_to_zero) or the lowest level (eq. 19 as written)",
+        default="lowest",
+        help="below the lowest level: the lowest level (eq. 19 as written) or 0 (flush_to_zero)",
+    )
+    p.add_argument(
+        "--update-of",
+        choices=["step", "gradient"],
+        default="step",
+        help="update rows quantize each example's step η·R⊗O (default) or its gradient R⊗O",
     )
     args = p.parse_args(argv)
     out = Path(args.out)
     cfgs = configs(
-        args.quick, args.seeds, args.backend, args.update_epochs, UNDERFLOW[args.underflow]
+        args.quick,
+        args.seeds,
+        args.backend,
+        args.update_epochs,
+        UNDERFLOW[args.underflow],
+        args.update_of == "gradient",
     )
     if args.only:
         prefixes = tuple(filter(None, (s.strip() for s in args.only.split(","))))
