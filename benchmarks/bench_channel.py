@@ -2,8 +2,8 @@
 
 Issue targets: sparse feedback at n = 1 costs no more per step than dense (the channel is the
 same matrix product, sparsity is in the values); a step with the error channel quantized (eq. 19,
-3 bits, as written and with ``flush_to_zero``) takes at most 1.15× the unquantized step. Baldi et al.'s 784-100-100-100-100-10 net,
-batch 100, float32, numpy, one member.
+3 bits, as written and with ``flush_to_zero``) takes at most 1.15× the unquantized step. Baldi
+et al.'s 784-100-100-100-100-10 net, batch 100, float32, numpy, one member.
 
 Configurations are timed in interleaved round-robin blocks (the machine's speed jumps between
 two levels every 10-60 s), each block rotating the order; per configuration the median step

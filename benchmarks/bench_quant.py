@@ -47,11 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     x[rng.random(args.n) < 0.25] = 0
     fmt = LogFormat(bits=args.bits, alpha=args.alpha)
     fmt_div = LogFormat(bits=args.bits, alpha=args.alpha * 1.7)  # not a power of two: divides
+    fmt_flush = LogFormat(bits=args.bits, alpha=args.alpha, flush_to_zero=True)
     out = np.empty_like(x)
 
     with np.errstate(all="ignore"):
         ref = quant._log_reference(x, args.bits, args.alpha)
-    if not np.array_equal(quantize(x, fmt), ref):
+        ref_flush = quant._log_reference(x, args.bits, args.alpha, True)
+    if not np.array_equal(quantize(x, fmt), ref) or not np.array_equal(
+        quantize(x, fmt_flush), ref_flush
+    ):
         print("quantize differs from the eq. 19 reference: not timing a wrong result")
         return 1
 
@@ -61,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quantize out=": lambda: quantize(x, fmt, out=out),
         "quantize (alloc)": lambda: quantize(x, fmt),
         "quantize alpha*1.7": lambda: quantize(x, fmt_div, out=out),
+        "quantize flush": lambda: quantize(x, fmt_flush, out=out),
         "naive eq. 19": lambda: naive(x, args.bits, args.alpha),
     }
     names = list(configs)
@@ -101,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("quantize (alloc)", "x.copy() (alloc)"),
         ("quantize (alloc)", "copyto (prealloc)"),
         ("quantize alpha*1.7", "copyto (prealloc)"),
+        ("quantize flush", "copyto (prealloc)"),
         ("quantize out=", "naive eq. 19"),
         ("naive eq. 19", "copyto (prealloc)"),
     ]
