@@ -11,8 +11,8 @@ MNIST, 784-100-100-100-100-10 tanh / softmax, batch 100, for BP, RBP and SRBP:
 Two things the paper leaves open, as flags (docs/results.md has the runs of each):
 ``--underflow lowest`` (default) is eq. 19 as written, which raises every non-zero value below
 the lowest level to it; ``--underflow zero`` sends values under half a log-step below the lowest
-level to 0 (``flush_to_zero=True``: the log quantizer of Miyashita et al. 2016, which Hubara et
-al., whom eq. 19 cites, use). ``--update-of step`` (default) quantizes each example's step
+level to 0 (``flush_to_zero=True``: a zero code below the range, as in Miyashita et al.'s 2016
+log quantizer). ``--update-of step`` (default) quantizes each example's step
 η·R_b ⊗ O_b, ``--update-of gradient`` its gradient R_b ⊗ O_b before η.
 
 Paper (test accuracy %, 5 / 3 / 1 bits): error BP 97.6 / 96.5 / 94.6, RBP 95.4 / 92.5 / 89.8,
@@ -102,7 +102,7 @@ def configs(
     return {**error, **update}
 
 
-def plot(runs: dict[str, list], path: Path) -> None:
+def plot(runs: dict[str, list], path: Path, reading: str = "") -> None:
     """Test accuracy against bits, one line per rule, error and update panels (Fig. 7-8 style)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
@@ -133,11 +133,13 @@ def plot(runs: dict[str, list], path: Path) -> None:
         }
         shown = f", epoch {max(epochs)}" if epochs else ""
         ax.set_xlabel("bits (eq. 19)")
-        ax.set_title(f"quantized {channel} channel{shown} (paper: epoch 100)")
+        ax.set_title(f"{channel} channel{shown} (paper: epoch 100)", fontsize=10)
         ax.set_xticks(sorted(BITS))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
     axes[1].legend(fontsize=7)
+    if reading:
+        fig.suptitle(reading, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "table.md").write_text(
         "# Baldi et al. 2018, Table 1, quantized channels (MNIST)\n\n" + table
     )
-    plot(runs, out / "bits_accuracy.png")
+    plot(runs, out / "bits_accuracy.png", f"underflow={args.underflow}, update of {args.update_of}")
     print(table)
     return 0
 

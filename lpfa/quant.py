@@ -149,10 +149,9 @@ class LogFormat:
         neighbours) inside the range, up to the lowest level itself for tiny inputs.
     Nearest with ``flush_to_zero``
         As above, except that values whose log2 rounds below the lowest level, |y| < 2^(-bits + 1)
-        / sqrt(2), go to 0: the log quantizer of Miyashita et al. (2016), whose clip maps an
-        exponent below the range to zero, and which Hubara et al. (2016) -- the definition eq. 19
-        says it is identical to -- use. The paper's text does not say which it ran. A flushed
-        negative value gives -0.0 (sign(y) * 0).
+        / sqrt(2), go to 0: a zero code below the range, as in the log quantizer of Miyashita
+        et al. (2016), whose clip maps an exponent below the range to zero. Baldi et al. do not
+        say which their runs used. A flushed negative value gives -0.0 (sign(y) * 0).
     Stochastic
         Unbiased between the neighbouring values of {0} U {+-2^-k}, so tiny inputs go to 0 or to
         the lowest level (not always to the lowest level as in eq. 19); ``flush_to_zero`` does
