@@ -65,34 +65,28 @@ class Source:
         """True for synaptic parameters (forward weights, biases, feedback matrices)."""
         return self.kind in PARAMS
 
-    def __str__(self) -> str:
-        names = {
-            "input": "x",
-            "target": "T",
-            "activity": f"O{self.layer}",
-            "derivative": f"f′{self.layer}",
-            "weight": f"W{self.layer}",
-            "bias": f"b{self.layer}",
-            "feedback": f"C{self.sender}→{self.layer}",
-        }
+    def _names(self) -> tuple[str, str]:
+        """(symbol, words) of this source: ('W2', 'forward weights of layer 2'), ..."""
         if self.part:
-            return f"C{self.sender}→W{self.layer}"
-        return names[self.kind]
+            c = f"C{self.sender}→W{self.layer}"
+            return c, f"per-synapse feedback {c}"
+        h, c = self.layer, f"C{self.sender}→{self.layer}"
+        return {
+            "input": ("x", "the input x"),
+            "target": ("T", "the target T"),
+            "activity": (f"O{h}", f"the activity of layer {h}"),
+            "derivative": (f"f′{h}", f"f′ of layer {h}"),
+            "weight": (f"W{h}", f"forward weights of layer {h}"),
+            "bias": (f"b{h}", f"biases of layer {h}"),
+            "feedback": (c, f"feedback synapses {c}"),
+        }[self.kind]
+
+    def __str__(self) -> str:
+        return self._names()[0]
 
     def describe(self) -> str:
         """Words for reports: 'forward weights of layer 2', 'the target', ..."""
-        words = {
-            "input": "the input x",
-            "target": "the target T",
-            "activity": f"the activity of layer {self.layer}",
-            "derivative": f"f′ of layer {self.layer}",
-            "weight": f"forward weights of layer {self.layer}",
-            "bias": f"biases of layer {self.layer}",
-            "feedback": f"feedback synapses C{self.sender}→{self.layer}",
-        }
-        if self.part:
-            return f"per-synapse feedback C{self.sender}→W{self.layer}"
-        return words[self.kind]
+        return self._names()[1]
 
 
 @dataclass(frozen=True, order=True)

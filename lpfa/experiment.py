@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lpfa.backend import BACKENDS
 from lpfa.cli import add_set_option
 from lpfa.config import ChannelConfig, RunConfig, apply_overrides, from_dict, to_dict
 from lpfa.report import read_history
@@ -31,7 +32,7 @@ def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--quick", action="store_true", help="a small version that runs in minutes on a CPU"
     )
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "auto"])
+    p.add_argument("--backend", default="numpy", choices=BACKENDS)
     p.add_argument(
         "--seeds", type=int, default=None, help="members per configuration (ensemble size)"
     )

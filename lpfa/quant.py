@@ -966,7 +966,8 @@ def _resolve_scale(x: Any, scale: float | DynamicScale, top: float) -> Any:
 def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng: Any = None):
     """A one-argument quantizer ``q(x)`` for a format spec, or None when ``spec`` is None.
 
-    ``q(x)`` equals ``quantize(x, fmt, rounding=rounding, rng=rng)``. For the hot case of the
+    ``q(x)`` equals ``quantize(x, fmt, rounding=rounding, rng=rng)``; ``q.fmt`` is the format and
+    ``q.keeps_zero`` says whether q(0) = 0 (worked out once, on the host). For the hot case of the
     learning channel, eq. 19 with nearest rounding and α = 2^j ≤ 1, it runs the same bit-level
     kernel with the constants worked out once per dtype instead of on every call.
 
@@ -994,7 +995,17 @@ def quantizer(spec: str | None, rounding: Rounding | str = Rounding.NEAREST, rng
         return out
 
     q.fmt = fmt  # type: ignore[attr-defined]
+    q.keeps_zero = _keeps_zero(fmt, rounding)  # type: ignore[attr-defined]
     return q
+
+
+def _keeps_zero(fmt: Format, rounding: Rounding) -> bool:
+    """Whether ``fmt`` maps 0 to 0 (a sum of quantized products may then skip zero factors)."""
+    try:
+        zero = quantize(np.zeros(1), fmt, rounding=rounding, rng=np.random.default_rng(0))
+    except ValueError:  # a format float64 cannot hold: claim nothing
+        return False
+    return bool(zero[0] == 0)
 
 
 @cache

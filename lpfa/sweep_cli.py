@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lpfa.cli import add_set_option
 from lpfa.config import ConfigError
+from lpfa.sweep import EXECUTORS
 
 __all__ = ["add_commands", "write_block"]
 
@@ -29,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_set_option(s, "a field of every run")
     s.add_argument(
         "--executor",
-        choices=["inline", "process", "dask"],
+        choices=EXECUTORS,
         help="inline (default), a local process pool, or Dask (implied by --scheduler)",
     )
     s.add_argument("--workers", type=int, help="processes of the pool / LocalCluster workers")

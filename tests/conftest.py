@@ -55,3 +55,16 @@ def batch(xp, sizes, n=7, seed=0, dtype="float64", onehot=True):
     else:
         t = rng.standard_normal((n, sizes[-1])).astype(dtype)
     return xp.asarray(x), xp.asarray(t)
+
+
+def run_concurrently(target, arg_lists, timeout=60):
+    """Run ``target(*args)`` for each args in forked processes at once; assert all exit 0."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=target, args=args) for args in arg_lists]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    assert [p.exitcode for p in procs] == [0] * len(procs)

@@ -1,12 +1,12 @@
 """The results store: round trips, transactions, concurrent writers, the reading API."""
 
-import multiprocessing
 import sqlite3
 
 import pytest
 
 from lpfa.config import ConfigError
 from lpfa.store import Store, format_table, plot, results, runs
+from tests.conftest import run_concurrently
 
 CONFIG = {"model": {"sizes": [3, 2]}, "channel": {"rule": "bp"}, "seeds": [0]}
 
@@ -91,13 +91,7 @@ def _writer(path, sweep, n):
 def test_two_processes_writing_one_store_at_once_lose_nothing(tmp_path):
     path = tmp_path / "s.sqlite"
     Store(path).close()
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(path, f"sweep{k}", 40)) for k in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0]
+    run_concurrently(_writer, [(path, f"sweep{k}", 40) for k in range(2)])
     with Store(path) as db:
         assert db.sweeps() == {"sweep0": {"done": 40}, "sweep1": {"done": 40}}
         assert all(len(db.epochs(r["id"])) == 3 for r in db.runs())

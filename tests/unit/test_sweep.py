@@ -14,6 +14,7 @@ import lpfa.sweep
 from lpfa.config import ConfigError
 from lpfa.store import Store, results
 from lpfa.sweep import config_hash, dry_run, load_spec, parse_spec, run_sweep
+from tests.conftest import run_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -274,16 +275,8 @@ def _sweep_into(store, name):
 
 
 def test_two_sweeps_writing_one_store_at_once(tmp_path):
-    import multiprocessing
-
     store = tmp_path / "s.sqlite"
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_sweep_into, args=(store, f"sweep{k}")) for k in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0]
+    run_concurrently(_sweep_into, [(store, f"sweep{k}") for k in range(2)])
     with Store(store) as db:
         assert db.sweeps() == {"sweep0": {"done": 6}, "sweep1": {"done": 6}}
 
