@@ -33,7 +33,17 @@ def vector_angle_deg(a, b):
 
 
 def alignment(net, x, t) -> dict[str, np.ndarray]:
-    """All diagnostics on the probe batch ``x`` (B, N_0), ``t`` (B, N_L): name -> (E,) array."""
+    """All diagnostics on the probe batch ``x`` (B, N_0), ``t`` (B, N_L): name -> (E,) array.
+
+    Observes only: runs inside :meth:`lpfa.network.Network.observing`, so its random draws
+    (dropout, redrawn feedback, stochastic rounding) come from the diagnostic stream and the run
+    trains exactly as it would unmeasured.
+    """
+    with net.observing():
+        return _alignment(net, x, t)
+
+
+def _alignment(net, x, t) -> dict[str, np.ndarray]:
     L = len(net.layers)
     E = net.n_members
     nan = np.full(E, np.nan)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -15,8 +17,11 @@ import numpy as np
 
 __all__ = [
     "BACKENDS",
+    "RuntimeRandom",
     "cupy_available",
+    "device_module",
     "get_xp",
+    "is_host",
     "member_rng",
     "resolve",
     "runtime_rng",
@@ -29,15 +34,53 @@ BACKENDS = ("numpy", "cupy", "auto")
 STREAM_INIT = 0
 STREAM_FEEDBACK = 1
 STREAM_RUNTIME = 2
+STREAM_DIAGNOSTIC = 3
+
+
+# A module installed by device_module() to be used wherever CuPy would be (None: CuPy itself).
+_stand_in: ModuleType | None = None
+
+
+@contextmanager
+def device_module(module: ModuleType) -> Iterator[ModuleType]:
+    """Use ``module`` as the device backend, in place of CuPy, until the block ends.
+
+    Inside the block ``resolve("cupy")`` (and ``"auto"``) return ``module``, :func:`get_xp`
+    recognises its ``ndarray``, :func:`to_numpy` leaves through its ``asnumpy`` and
+    :func:`runtime_rng` draws from its ``random.default_rng``: everything lpfa does with CuPy it
+    does with ``module``. It is how the tests run the CuPy code path on a machine without a GPU
+    (a strict CPU stand-in for CuPy); ``module`` needs CuPy's names for what lpfa calls.
+
+    Parameters
+    ----------
+    module : module
+        An array module with CuPy's interface: ``ndarray``, ``asarray``, ``asnumpy``,
+        ``random.default_rng`` and the array functions lpfa uses.
+    """
+    global _stand_in
+    before, _stand_in = _stand_in, module
+    try:
+        yield module
+    finally:
+        _stand_in = before
 
 
 def _loaded_cupy() -> ModuleType | None:
-    """CuPy if some code has already imported it; never imports it (array-api-compat's trick)."""
-    return sys.modules.get("cupy")
+    """The device module: the stand-in of :func:`device_module` if one is installed, else CuPy
+    if some code has already imported it; never imports it (array-api-compat's trick)."""
+    return _stand_in if _stand_in is not None else sys.modules.get("cupy")
+
+
+def is_host(xp: ModuleType) -> bool:
+    """Whether arrays of ``xp`` live in host memory (numpy), so that reading their values on the
+    host (a data-dependent shape, a Python scalar) costs no device synchronisation."""
+    return xp is np
 
 
 def cupy_available() -> bool:
-    """True if CuPy imports and sees at least one CUDA device."""
+    """True if CuPy imports and sees at least one CUDA device (or a stand-in is installed)."""
+    if _stand_in is not None:
+        return True
     try:
         cp = importlib.import_module("cupy")
         return cp.cuda.runtime.getDeviceCount() > 0
@@ -66,7 +109,7 @@ def resolve(name: str) -> ModuleType:
                 "backend='cupy': CuPy is not installed or sees no CUDA device; "
                 "install the 'gpu' extra on a CUDA machine, or use backend='numpy' or 'auto'"
             )
-        return importlib.import_module("cupy")
+        return _stand_in if _stand_in is not None else importlib.import_module("cupy")
     if name == "auto":
         return resolve("cupy") if cupy_available() else np
     raise ValueError(f"backend={name!r}: must be one of {', '.join(BACKENDS)}")
@@ -116,9 +159,52 @@ def member_rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stream,)))
 
 
-def runtime_rng(seed: int, xp: ModuleType) -> Any:
-    """A generator on array module ``xp`` for noise drawn in training (dropout, rounding)."""
-    ss = np.random.SeedSequence(entropy=seed, spawn_key=(STREAM_RUNTIME,))
+def runtime_rng(seed: int | list[int], xp: ModuleType, stream: int = STREAM_RUNTIME) -> Any:
+    """A generator on array module ``xp`` for noise drawn in training (dropout, rounding).
+
+    ``seed`` is one member seed or the list of an ensemble's seeds: the runtime stream of an
+    ensemble is seeded by all its members' seeds (one generator draws every member's noise in one
+    call, on the device), so a member's dropout masks and rounding draws depend on which seeds share
+    its ensemble. Its initial weights and feedback (:func:`member_rng`) never do.
+    """
+    ss = np.random.SeedSequence(entropy=seed, spawn_key=(stream,))
     if xp is np:
         return np.random.default_rng(ss)
     return xp.random.default_rng(int(ss.generate_state(1, np.uint64)[0]))
+
+
+class RuntimeRandom:
+    """The runtime noise source of a run, which observation switches away from.
+
+    Training draws dropout masks, redrawn feedback, perturbations and stochastic-rounding uniforms
+    through this object; it forwards every call (``random``, ``standard_normal``, …) to the run's
+    runtime generator. Inside :meth:`observing` it forwards to a separate diagnostic generator
+    instead, so evaluation and alignment diagnostics never consume the run's draws (DESIGN
+    decision 6): a run measured every epoch trains bit for bit like one never measured.
+
+    Parameters
+    ----------
+    seeds : list of int
+        The ensemble's member seeds.
+    xp : module
+        Array module the draws are made on.
+    """
+
+    def __init__(self, seeds: list[int], xp: ModuleType):
+        self.run = runtime_rng(list(seeds), xp)
+        self.diagnostic = runtime_rng(list(seeds), xp, STREAM_DIAGNOSTIC)
+        self._current = self.run
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set yet (copy, pickle): no forwarding of private names
+            raise AttributeError(name)
+        return getattr(self._current, name)
+
+    @contextmanager
+    def observing(self) -> Iterator[None]:
+        """Draw from the diagnostic generator until the block ends."""
+        before, self._current = self._current, self.diagnostic
+        try:
+            yield
+        finally:
+            self._current = before

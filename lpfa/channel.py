@@ -16,12 +16,13 @@ R^k (J^k for ``sbp``) for a short-range one. Hidden layer h then updates
 ΔW^h = η/B · Σ_b R^h_b ⊗ O^{h−1}_b, or with ``signal`` = sign / magnitude of R^h.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from lpfa.backend import STREAM_FEEDBACK, get_xp, member_rng, runtime_rng
+from lpfa.backend import STREAM_FEEDBACK, RuntimeRandom, get_xp, member_rng
 from lpfa.config import ChannelConfig, Rule, Signal
 from lpfa.quant import quantizer
 from lpfa.wiring import draw_feedback
@@ -97,8 +98,9 @@ class Channel:
         One array per connection of the topology (random-feedback rules only).
     per_weight : list of arrays (E, N_L, N_h, N_{h−1} + 1), optional
         Per-synapse feedback of ``per_weight`` SRBP, one per hidden layer.
-    rng : generator, optional
-        Runtime generator on the backend (dropout, redrawn feedback, perturbations).
+    rng : RuntimeRandom or generator, optional
+        Runtime noise source on the backend (dropout, redrawn feedback, perturbations, stochastic
+        rounding); :meth:`build` makes the ensemble's :class:`lpfa.backend.RuntimeRandom`.
     """
 
     def __init__(self, cfg: ChannelConfig, n_layers: int, feedback=None, per_weight=None, rng=None):
@@ -154,20 +156,33 @@ class Channel:
             stacks: dict[tuple[int, int], list] = {e: [] for e in edges}
             pw: list[list] = [[] for _ in range(L - 1)]
             for m, seed in enumerate(seeds):
-                rng = member_rng(seed, STREAM_FEEDBACK)
+                host = member_rng(seed, STREAM_FEEDBACK)  # this member's feedback, on the host
                 for k, h in edges:
                     fw = forward[k - 1][m] if cfg.congruent else None
-                    stacks[(k, h)].append(draw_feedback(cfg, (sizes[k], sizes[h]), rng, dtype, fw))
+                    stacks[(k, h)].append(draw_feedback(cfg, (sizes[k], sizes[h]), host, dtype, fw))
                 if cfg.per_weight:
                     for h in range(1, L):
                         shape = (sizes[L], sizes[h], sizes[h - 1] + 1)
-                        pw[h - 1].append(draw_feedback(cfg, shape, rng, dtype))
+                        pw[h - 1].append(draw_feedback(cfg, shape, host, dtype))
             if not cfg.resample and edges:
                 feedback = {e: FeedbackArray(xp.asarray(np.stack(v))) for e, v in stacks.items()}
             if cfg.per_weight:
                 per_weight = [xp.asarray(np.stack(v)) for v in pw]
-        rng = runtime_rng(list(seeds), xp) if rng is None else rng
+        rng = RuntimeRandom(list(seeds), xp) if rng is None else rng
         return cls(cfg, L, feedback, per_weight, rng)
+
+    @contextmanager
+    def observing(self) -> Iterator[None]:
+        """Put the channel's state back after a block that only measures (see Network.observing).
+
+        Delivering signals for a diagnostic may redraw feedback (``resample``) and keeps this step's
+        signals for adaptive feedback; both are restored so the run continues as if unobserved.
+        """
+        feedback, pending = dict(self.feedback), self._pending
+        try:
+            yield
+        finally:
+            self.feedback, self._pending = feedback, pending
 
     # --- one step ------------------------------------------------------------------------------
 

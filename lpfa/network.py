@@ -4,12 +4,13 @@ Shapes: E ensemble members, B examples per minibatch, N_h units in layer h. The 
 by all members, (B, N_0); every other signal is (E, B, N_h).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
 from lpfa import metrics
-from lpfa.backend import STREAM_INIT, get_xp, member_rng, runtime_rng
+from lpfa.backend import STREAM_INIT, RuntimeRandom, get_xp, member_rng
 from lpfa.channel import Channel, Update
 from lpfa.config import Activation, Loss, ModelConfig, RunConfig
 from lpfa.crossbar import Crossbar
@@ -67,12 +68,22 @@ class Network:
         How the output error reaches the hidden layers.
     model : ModelConfig
         Transfer functions and loss.
+    random : RuntimeRandom, optional
+        The run's runtime noise source (shared by the channel and the forward-path quantizers),
+        switched to its diagnostic stream by :meth:`observing`.
     """
 
-    def __init__(self, layers: Sequence[Crossbar], channel: Channel, model: ModelConfig):
+    def __init__(
+        self,
+        layers: Sequence[Crossbar],
+        channel: Channel,
+        model: ModelConfig,
+        random: RuntimeRandom | None = None,
+    ):
         self.layers = list(layers)
         self.channel = channel
         self.model = model
+        self.random = random
         self.xp = self.layers[0].xp
         # the top layer's error is e itself when the loss is matched to the output function
         self._matched = (model.output, model.loss) in {
@@ -94,7 +105,7 @@ class Network:
             if m.weight_keep < 1.0:
                 masks.append([rng.random(s) < m.weight_keep for s in shapes])
         host = [np.stack([w[h] for w in per_member]) for h in range(m.n_layers)]
-        rng = runtime_rng(list(cfg.seeds), xp)
+        rng = RuntimeRandom(cfg.seeds, xp)
         path = {
             name: quantizer(getattr(m, f"{kind}_format"), m.rounding, rng)
             for name, kind in (("dac", "input"), ("adc", "output"), ("levels", "weight"))
@@ -105,7 +116,23 @@ class Network:
             W = xp.asarray(host[h])
             layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype), mask, **path))
         channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host, rng=rng)
-        return cls(layers, channel, m)
+        return cls(layers, channel, m, random=rng)
+
+    @contextmanager
+    def observing(self) -> Iterator[None]:
+        """A block that measures the network without changing its run.
+
+        Inside it, every random draw (dropout masks, redrawn feedback, perturbations, stochastic
+        rounding on any signal path) comes from the diagnostic stream, and the channel's state
+        (feedback arrays, the pending signals of adaptive feedback) is put back when it ends.
+        Evaluation and the alignment diagnostics run inside it.
+        """
+        with self.channel.observing():
+            if self.random is None:
+                yield
+            else:
+                with self.random.observing():
+                    yield
 
     @property
     def n_members(self) -> int:
