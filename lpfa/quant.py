@@ -87,7 +87,9 @@ class DynamicScale(Enum):
     gets scale 1.
 
     PER_TENSOR
-        One scale for the whole array.
+        One scale per ensemble member: the peak over every axis but the leading one (lpfa's arrays
+        carry the member axis first, so members stay independent); a 0-d or 1-d array is one
+        tensor. For a (batch, n) array outside an ensemble, add a leading axis of size 1.
     PER_ROW
         One scale per index of all axes but the last (one per example for ``(batch, n)``); a 0-d or
         1-d array is one row.
@@ -499,7 +501,9 @@ class Minifloat:
     Overflow
         Beyond max value: ``saturate`` clamps to +-max (also +-inf -> +-max); otherwise IEEE
         overflow to +-inf (nearest: from max + half a step, ties to even), or NaN for
-        ``finite_only`` formats, which have no inf. NaN -> NaN always.
+        ``finite_only`` formats, which have no inf. Round toward zero never makes a finite value
+        infinite: it gives +-max (IEEE 754 §4.3.2; fp16: 65536 -> 65504), and +-inf stays +-inf.
+        NaN -> NaN always.
 
     Attributes
     ----------
@@ -631,6 +635,9 @@ class Minifloat:
         top = dt.type(self.max_value)
         if self.saturate:
             q = xp.minimum(q, top)
+        elif rounding is Rounding.TOWARD_ZERO:  # IEEE: finite overflow truncates to the max
+            q = xp.where((q > top) & xp.isfinite(a), top, q)
+            q = xp.where(q > top, dt.type(np.nan if self.finite_only else np.inf), q)
         else:
             q = xp.where(q > top, dt.type(np.nan if self.finite_only else np.inf), q)
         xp.copysign(q, y, out=out)
@@ -945,12 +952,14 @@ def _round_real(z: Any, rounding: Rounding, rng: Any, x: Any, xp: Any) -> Any:
 
 
 def _dynamic_scale(x: Any, mode: DynamicScale, top: float) -> Any:
-    """max|x| over finite entries (per tensor or per row, keepdims) / top; 1 where that is 0."""
+    """max|x| over finite entries (per member or per row, keepdims) / top; 1 where that is 0."""
     xp = get_xp(x)
     a = xp.abs(x)
     a = xp.where(xp.isfinite(a), a, x.dtype.type(0))
     if mode is DynamicScale.PER_ROW and x.ndim >= 1:
         m = xp.max(a, axis=-1, keepdims=True)
+    elif x.ndim >= 2:  # per member: never a statistic across the ensemble axis
+        m = xp.max(a, axis=tuple(range(1, x.ndim)), keepdims=True)
     else:
         m = xp.max(a)
     s = m / x.dtype.type(top)

@@ -352,7 +352,7 @@ def test_dynamic_scale_per_row_maps_each_row_peak_to_alpha():
     q = quantize(x, LogFormat(bits=2, alpha=DynamicScale.PER_ROW))
     want = [[0.2, -0.4, 0.2], [3.0, 1.5, -1.5], [0, 0, 0]]
     np.testing.assert_allclose(q, np.asarray(want, F32), rtol=1e-7)
-    t = quantize(x, LogFormat(bits=2, alpha=DynamicScale.PER_TENSOR))
+    t = quantize(x[None], LogFormat(bits=2, alpha=DynamicScale.PER_TENSOR))[0]  # one member
     np.testing.assert_allclose(t[0], np.asarray([1.5, -1.5, 1.5], F32), rtol=1e-7)
 
 
@@ -515,3 +515,30 @@ def test_check_quantizer_main_reports_a_failure_with_its_example(capsys):
 def test_check_quantizer_main_usage_errors_return_2(argv, capsys):
     assert check_quantizer_main(argv) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        LogFormat(bits=2, alpha=DynamicScale.PER_TENSOR),
+        FixedPoint(bits=3, full_scale=DynamicScale.PER_TENSOR),
+        Minifloat(exp_bits=4, man_bits=3, scale=DynamicScale.PER_TENSOR),
+    ],
+    ids=lambda f: type(f).__name__,
+)
+def test_per_tensor_scale_is_per_member(fmt):
+    """Each member's scale is its own peak: quantizing an ensemble equals quantizing each member."""
+    rng = np.random.default_rng(3)
+    peaks = np.asarray([0.01, 1.0, 300.0], F32)[:, None, None]
+    x = rng.standard_normal((3, 4, 5)).astype(F32) * peaks
+    whole = quantize(x, fmt)
+    for m in range(3):
+        np.testing.assert_array_equal(whole[m], quantize(x[m : m + 1], fmt)[0])
+
+
+def test_toward_zero_never_overflows_a_finite_value_to_inf():
+    """IEEE round toward zero gives the largest finite value: fp16 65536 -> 65504; inf stays inf."""
+    x = np.asarray([65536.0, -1e6, 65519.0, np.inf, -np.inf, np.nan], dtype=F32)
+    q = quantize(x, FP16, rounding="toward_zero")
+    want = np.asarray([65504, -65504, 65504, np.inf, -np.inf, np.nan], F32)
+    np.testing.assert_array_equal(q, want)
