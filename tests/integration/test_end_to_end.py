@@ -14,6 +14,23 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.py"))
 pytestmark = pytest.mark.slow
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.split("±")[0].strip().rstrip("%"))
+    except ValueError:
+        return False
+    return True
+
+
+def markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header cells and data rows of the first pipe table in ``text``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    assert len(cells) >= 2, "no pipe table"
+    assert set("".join(cells[1])) <= set("-: "), "no header separator"
+    return cells[0], cells[2:]
+
+
 def load_experiment(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
@@ -30,7 +47,11 @@ def test_experiment_quick_runs_and_writes_its_outputs(path, tmp_path):
     assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
     assert (out / "config.json").is_file()
     assert (out / "results.csv").is_file()
-    assert (out / "table.md").read_text().count("|") > 10
+    header, rows = markdown_table((out / "table.md").read_text())
+    assert len(header) >= 2
+    assert rows  # a table with data, not just its frame
+    assert all(len(r) == len(header) for r in rows)
+    assert any(_is_number(c) for r in rows for c in r)  # and numbers in it
     assert list(out.glob("*.png"))
     # --plot-only redraws from what was written, without training
     for png in out.glob("*.png"):

@@ -29,14 +29,34 @@ def test_angle_known_values(xp):
     assert np.isnan(to_numpy(metrics.angle_deg(a[:, 2:], b[:, 2:]))[0])
 
 
-@settings(max_examples=50, deadline=None)
-@given(
-    arrays(np.float32, (2, 3, 4), elements=finite), arrays(np.float32, (2, 3, 4), elements=finite)
+nonzero_rows = arrays(np.float64, (2, 3, 4), elements=finite).filter(
+    lambda a: bool(np.all(np.linalg.norm(a, axis=-1) > 1e-3))
 )
-def test_angles_lie_between_0_and_180_degrees(a, b):
-    theta = metrics.angle_deg(a, b)
-    ok = theta[~np.isnan(theta)]
-    assert np.all((ok >= 0) & (ok <= 180))
+
+
+@settings(max_examples=50, deadline=None)
+@given(nonzero_rows, nonzero_rows, st.floats(min_value=1e-3, max_value=1e3))
+def test_angle_identities(a, b, c):
+    """θ(a, a) = 0, θ(a, −a) = 180°, θ(a, b) = θ(b, a) = θ(c·a, b) for c > 0, and
+    θ(−a, b) = 180° − θ(a, b).
+
+    A wrong formula (no normalisation, |aᵀb| folded into [0°, 90°], radians, the mean taken
+    before the arccos) breaks at least one of them.
+    """
+    angle = metrics.angle_deg
+    tol = 1e-4  # arccos near ±1 turns cos's rounding (1e-16) into ~1e-6°, far below any defect
+    np.testing.assert_allclose(angle(a, a), 0.0, atol=tol)
+    np.testing.assert_allclose(angle(a, -a), 180.0, atol=tol)
+    theta = angle(a, b)
+    np.testing.assert_allclose(angle(b, a), theta, atol=tol)
+    np.testing.assert_allclose(angle(c * a, b), theta, atol=tol)
+    np.testing.assert_allclose(angle(-a, b), 180.0 - theta, atol=tol)
+
+
+def test_angle_is_the_mean_over_examples_of_each_examples_angle():
+    a = np.asarray([[[1.0, 0.0], [1.0, 0.0]]])
+    b = np.asarray([[[1.0, 1.0], [-1.0, 0.0]]])  # 45° and 180°
+    np.testing.assert_allclose(metrics.angle_deg(a, b), [112.5])
 
 
 def test_accuracy_nse_and_loss(xp):
