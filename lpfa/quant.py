@@ -737,7 +737,8 @@ def quantize(
         Rounding mode (see :class:`Rounding`).
     rng : numpy.random.Generator or cupy generator, optional
         Required for ``Rounding.STOCHASTIC`` (one ``rng.random(x.shape, dtype=...)`` draw per call,
-        float64 for float64 input, float32 otherwise); ignored otherwise.
+        float64 for float64 input, float32 otherwise); ignored otherwise. It must draw on x's
+        backend (a CuPy generator for CuPy input), so the uniforms are made where x lives.
     out : array, optional
         Preallocated result with x's shape and dtype on the same backend, not overlapping ``x``
         (saves allocating and paging in a new array: about a fifth of the log quantizer's time on
@@ -753,6 +754,8 @@ def quantize(
     ValueError
         For a non-float ``x``, an unknown format or rounding, a missing ``rng`` for stochastic
         rounding, a bad ``out``, or a format whose values ``x``'s dtype cannot hold.
+    TypeError
+        For an ``rng`` that draws on another backend than x's.
     """
     xp = get_xp(x, out)
     x = xp.asarray(x)
@@ -929,7 +932,7 @@ def _log_reference(
 
 
 def _uniform(rng: Any, x: Any, xp: Any) -> Any:
-    """One uniform [0, 1) draw per element of x, on x's backend."""
+    """One uniform [0, 1) draw per element of x, drawn by ``rng`` on x's backend (no copy)."""
     dt = np.float64 if x.dtype == np.float64 else np.float32
     try:
         u = rng.random(x.shape, dtype=dt)
@@ -938,7 +941,14 @@ def _uniform(rng: Any, x: Any, xp: Any) -> Any:
             f"rng={rng!r}: must be a numpy.random.Generator (or a CuPy generator) with "
             "random(shape, dtype=...)"
         ) from None
-    return xp.asarray(u)
+    drawn_on = get_xp(u)
+    if drawn_on is not xp:  # a host stream copied to the device on every call, or the reverse
+        raise TypeError(
+            f"rng={rng!r} draws {drawn_on.__name__} arrays but x is a {xp.__name__} array: "
+            "stochastic rounding draws on x's backend; pass a generator of that backend "
+            "(lpfa.backend.runtime_rng(seed, xp))"
+        )
+    return u
 
 
 def _round_real(z: Any, rounding: Rounding, rng: Any, x: Any, xp: Any) -> Any:

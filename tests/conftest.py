@@ -1,22 +1,46 @@
-"""Shared fixtures: the ``xp`` backend fixture (CuPy side marked ``gpu``, skipped without CUDA)."""
+"""Shared fixtures: the ``xp`` backend fixture with three sides (numpy, the CPU stand-in for
+CuPy, and CuPy itself, marked ``gpu`` and skipped without CUDA), and the device-sync counter."""
 
 import numpy as np
 import pytest
 
 from lpfa import config as C
-from lpfa.backend import cupy_available
+from lpfa.backend import cupy_available, device_module
+from tests import cupy_standin
+
+BACKENDS = ["numpy", "standin", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.fixture(params=BACKENDS)
 def xp(request):
-    """The array module under test: numpy always, CuPy when a CUDA device is present."""
+    """The array module under test: numpy; the strict CPU stand-in for CuPy, installed as lpfa's
+    device backend for the test (so ``backend="cupy"`` runs on it); CuPy with a CUDA device."""
     if request.param == "cupy":
         if not cupy_available():
             pytest.skip("CuPy with a CUDA device is not available on this machine")
         import cupy
 
-        return cupy
-    return np
+        yield cupy
+    elif request.param == "standin":
+        with device_module(cupy_standin):
+            yield cupy_standin
+    else:
+        yield np
+
+
+@pytest.fixture
+def standin():
+    """The CPU stand-in for CuPy, installed as lpfa's device backend, its counters at zero."""
+    with device_module(cupy_standin):
+        cupy_standin.counter.reset()
+        yield cupy_standin
+
+
+def device_syncs(fn, *args, **kwargs):
+    """Run ``fn`` on the stand-in and return (its result, the device syncs it caused by reason)."""
+    cupy_standin.counter.reset()
+    result = fn(*args, **kwargs)
+    return result, dict(cupy_standin.counter.reasons)
 
 
 def small_config(
