@@ -5,7 +5,6 @@ observed training step; tables, JSON and figures for several rules side by side.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from hwmodels.energy import TechTable, arith_format, energy_terms, joules
 from hwmodels.layout import Floorplan
 from hwmodels.locality import UpdateAudit, classify, information, trace_step
 from lpfa.plots import pyplot, save
+from lpfa.runfiles import atomic_write_text, dump_json
 
 __all__ = [
     "MACS",
@@ -365,7 +365,8 @@ def write_json(audits: Sequence[Audit], path: str | Path) -> Path:
     """All audits as JSON (a list of :meth:`Audit.to_dict`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([a.to_dict() for a in audits], indent=1, ensure_ascii=False))
+    text = dump_json([a.to_dict() for a in audits], indent=1, ensure_ascii=False)
+    atomic_write_text(path, text)
     return path
 
 
@@ -387,7 +388,8 @@ def plot_audits(audits: Sequence[Audit], out: str | Path) -> list[Path]:
         colors = ["tab:red" if not a.local else "tab:blue" for a in audits]
         ax.bar(x, values, color=colors)
         ax.set_title(title)
-        ax.set_yscale("log" if min(v for v in values if v) * 100 < max(values or [1]) else "linear")
+        nonzero = [v for v in values if v]  # all zero for rules without a channel (top, NP)
+        ax.set_yscale("log" if nonzero and min(nonzero) * 100 < max(nonzero) else "linear")
     ax = axes.flat[3]
     bottom = np.zeros(len(audits))
     for phase, color in zip(PHASES, ("tab:gray", "tab:orange", "tab:green"), strict=True):
@@ -416,7 +418,8 @@ def plot_audits(audits: Sequence[Audit], out: str | Path) -> list[Path]:
     ax.set_xlabel("feedback wire length (mm)")
     ax.set_ylabel("wires")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    if groups:  # rules without a channel (top, node perturbation) have no wires to draw
+        ax.legend(fontsize=8)
     ax.set_title("learning-channel wire lengths")
     hist = save(fig, out / "wire_lengths.png")
     return [bars, hist]

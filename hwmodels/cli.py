@@ -10,10 +10,13 @@ never imports hwmodels.
 from __future__ import annotations
 
 import argparse
+import math
 from importlib import resources
 from pathlib import Path
 
+from lpfa import config as C
 from lpfa.cli import add_set_option
+from lpfa.config import ConfigError
 
 __all__ = ["PRESETS", "RULE_VARIANTS", "add_commands", "expand"]
 
@@ -60,8 +63,8 @@ def expand(rules: str | None, presets: list[str], variants: list[str]) -> dict[s
             key = name.lower().replace("-", "_")
             key = {"fa": "rbp", "dfa": "srbp", "np": "node_perturbation"}.get(key, key)
             if key not in RULE_VARIANTS:
-                raise SystemExit(
-                    f"--rules: unknown rule {name!r}; allowed: {', '.join(RULE_VARIANTS)}, all"
+                raise ConfigError(
+                    "--rules", name, f"unknown rule; allowed: {', '.join(RULE_VARIANTS)}, all"
                 )
             out[name] = RULE_VARIANTS[key]
     for name in presets:
@@ -69,12 +72,13 @@ def expand(rules: str | None, presets: list[str], variants: list[str]) -> dict[s
     for text in variants:
         label, sep, rest = text.partition(":")
         if not sep or not label.strip():
-            raise SystemExit(f"--variant {text!r}: must look like LABEL:section.field=value;...")
+            raise ConfigError("--variant", text, "must look like LABEL:section.field=value;...")
         out[label.strip()] = [s.strip() for s in rest.split(";") if s.strip()]
     return out
 
 
 def _results(paths: list[str]) -> dict[str, float]:
+    """Accuracy per label from ``--results`` files; a missing or unusable one is a ConfigError."""
     from hwmodels.audit import read_accuracy
 
     acc: dict[str, float] = {}
@@ -83,35 +87,75 @@ def _results(paths: list[str]) -> dict[str, float]:
             path = Path(str(resources.files("hwmodels").joinpath(BUNDLED[p])))
         else:
             path = Path(p)
-        acc.update(read_accuracy(path))
+        try:
+            acc.update(read_accuracy(path))
+        except OSError as err:
+            raise ConfigError("--results", p, f"cannot be read: {err.strerror}") from None
+        except (ValueError, KeyError, UnicodeDecodeError) as err:
+            raise ConfigError(
+                "--results", p, f"must be a CSV with columns label and test_acc ({err})"
+            ) from None
     return acc
 
 
-def _audit(args: argparse.Namespace) -> int:
-    from hwmodels.audit import audit_variants, format_table, plot_accuracy, plot_audits, write_json
+def _floorplan(args: argparse.Namespace):
     from hwmodels.layout import Floorplan
-    from lpfa import config as C
+
+    for flag, value in (("--layer-pitch", args.layer_pitch), ("--unit-pitch", args.unit_pitch)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(flag, value, "must be a finite length >= 0 (mm)")
+    return Floorplan(layer_pitch_mm=args.layer_pitch, unit_pitch_mm=args.unit_pitch)
+
+
+def _tech(args: argparse.Namespace, dtypes: set[str]):
+    """The energy table of ``--tech``, checked to price ``--arith`` (or every variant's dtype)."""
+    from hwmodels.energy import TechTable, arith_format
+
+    try:
+        table = TechTable.load(args.tech)
+    except OSError as err:
+        raise ConfigError("--tech", args.tech, f"cannot be read: {err.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as err:  # tomllib's errors are ValueErrors
+        raise ConfigError("--tech", args.tech, f"not a technology table: {err}") from None
+    fmts = {args.arith} if args.arith else {arith_format(d) for d in dtypes}
+    for fmt in sorted(fmts):
+        try:
+            for kind in ("mult", "add", "other"):
+                table.op(fmt, kind)
+        except KeyError as err:
+            raise ConfigError("--arith", fmt, str(err.args[0])) from None
+    return table
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``lpfa audit``: every input is checked before anything is computed or written."""
+    from hwmodels.audit import audit, format_table, plot_accuracy, plot_audits, variant, write_json
+    from lpfa.runfiles import check_out
+    from lpfa.train import check_memory
 
     base = C.load(args.config, args.set)
     variants = expand(args.rules, args.preset, args.variant)
     if not variants:
         variants = {str(base.channel.rule.value): []}
-    out = Path(args.out) if args.out else Path("results") / "audit" / base.name
-    fp = Floorplan(layer_pitch_mm=args.layer_pitch, unit_pitch_mm=args.unit_pitch)
-    audits = audit_variants(
-        base,
-        variants,
-        source=args.data,
-        floorplan=fp,
-        tech=args.tech,
-        arith=args.arith,
-        macs=args.macs,
-    )
+    configs = {label: variant(base, ov, label) for label, ov in variants.items()}
+    for cfg in configs.values():
+        check_memory(cfg)
+    fp = _floorplan(args)
+    table = _tech(args, {c.model.dtype for c in configs.values()})
+    acc = _results(args.results) if args.results else None
+    if acc is not None and not any(label in acc for label in configs):
+        raise ConfigError(
+            "--results",
+            ",".join(args.results),
+            f"has no accuracy for any audited label ({', '.join(configs)})",
+        )
+    out = check_out(Path(args.out) if args.out else Path("results") / "audit" / base.name)
+    kw = {"source": args.data, "floorplan": fp, "tech": table, "arith": args.arith}
+    audits = [audit(cfg, label, macs=args.macs, **kw) for label, cfg in configs.items()]
     print(f"lpfa audit {args.config}: {len(audits)} configurations, one traced step each\n")
     print(format_table(audits))
     files = [write_json(audits, out / "audit.json"), *plot_audits(audits, out)]
-    if args.results:
-        acc = _results(args.results)
+    if acc is not None:
         files.append(plot_accuracy(audits, acc, out / "accuracy_vs_cost.png"))
         missing = [a.label for a in audits if a.label not in acc]
         if missing:

@@ -1,9 +1,11 @@
 """The ``lpfa`` command line.
 
-lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--quiet]
+lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--threads N] [--quiet]
 """
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,18 +44,46 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def _stdout_to_devnull() -> None:
+    """Send the rest of stdout nowhere: its reader has gone (``lpfa train ... | head``).
+
+    The recipe of the Python docs (signal module, "Note on SIGPIPE"): a later flush, at exit
+    included, then writes to the null device instead of raising BrokenPipeError again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def say(*parts: Any) -> None:
+    """``print`` to stdout, flushed; once stdout's reader has gone, print nowhere and go on.
+
+    What a run prints is a view of its files; a closed pipe must not stop the run.
+    """
+    try:
+        print(*parts, flush=True)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
 def _train(args: argparse.Namespace) -> int:
+    """``lpfa train``; exit status 0 done, 2 bad input (nothing written), 3 diverged, 1 a
+    folder that cannot be written any more (disk full), 130 interrupted (Ctrl-C)."""
+    from lpfa.data import load
     from lpfa.runfiles import RunWriter
-    from lpfa.train import DivergenceError, train
+    from lpfa.threads import set_threads
+    from lpfa.train import DivergenceError, preflight, train
 
     cfg = C.load(args.config, args.set)
+    set_threads(args.threads)  # before anything is written: a bad value leaves --out untouched
     out = Path(args.out) if args.out else Path("results") / cfg.name
-    writer = RunWriter(out, cfg)
-    print(
+    preflight(cfg)  # backend, batch size, memory: refused before anything is allocated or written
+    data = load(cfg.data, cfg.model.sizes, cfg.model.dtype)
+    writer = RunWriter(out, cfg)  # summary.json says "running" from here on
+    say(
         f"lpfa train {cfg.name}: rule={cfg.channel.rule.value}, sizes={list(cfg.model.sizes)}, "
         f"data={cfg.data.name}, seeds={list(cfg.seeds)}, epochs={cfg.train.epochs}, "
-        f"backend={cfg.backend}",
-        flush=True,
+        f"backend={cfg.backend}"
     )
 
     def on_epoch(rows: list[dict[str, Any]]) -> None:
@@ -61,18 +91,39 @@ def _train(args: argparse.Namespace) -> int:
         if not args.quiet:
             key = "test_acc" if rows[0]["test_acc"] is not None else "test_nse"
             vals = ", ".join(f"{r[key]:.4f}" for r in rows)
-            print(f"  epoch {rows[0]['epoch']:>4}  {key} per member: {vals}", flush=True)
+            say(f"  epoch {rows[0]['epoch']:>4}  {key} per member: {vals}")
+
+    def stopped(why: str) -> str:
+        """Mark the folder interrupted at the first epoch not written; the one line to print."""
+        k = 0 if writer.last_epoch is None else writer.last_epoch + 1
+        kept = f"keeps epochs 0..{k - 1}" if k else "keeps no epoch"
+        line = f"{why} at epoch {k}: {out} {kept}"
+        with contextlib.suppress(OSError):  # a full disk may refuse this too: "running" stays
+            writer.summary({}, status="interrupted", epoch=k, message=line)
+        return line
 
     try:
-        result = train(cfg, progress=None if not args.quiet else False, on_epoch=on_epoch)
+        result = train(
+            cfg, data=data, progress=None if not args.quiet else False, on_epoch=on_epoch
+        )
+        writer.summary(result.summary, status="done", meta=result.meta)
     except DivergenceError as err:
-        writer.summary({"name": cfg.name}, status="diverged", error=str(err))
-        print(f"error: {err}\nhistory so far is in {writer.history_path}", file=sys.stderr)
+        writer.summary({}, status="diverged", error=str(err))
+        print(f"error: {err} (history so far is in {writer.history_path})", file=sys.stderr)
         return 3
-    writer.summary(result.summary, status="done", meta=result.meta)
-    print()
-    print(summary_table(result.summary))
-    print(f"\nwrote {out}/config.json, history.csv, summary.json ({result.meta['seconds']:.1f} s)")
+    except KeyboardInterrupt:
+        print(stopped("interrupted"), file=sys.stderr)
+        return 130
+    except OSError as err:  # disk full, folder made read-only or removed during the run
+        where = err.filename or out
+        print(
+            f"error: {stopped('stopped')}: cannot write {where}: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 1
+    say()
+    say(summary_table(result.summary))
+    say(f"\nwrote {out}/config.json, history.csv, summary.json ({result.meta['seconds']:.1f} s)")
     return 0
 
 
@@ -95,6 +146,8 @@ def add_set_option(parser: argparse.ArgumentParser, what: str = "a field") -> No
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lpfa``."""
+    from lpfa.threads import DEFAULT_THREADS, ENV_VAR
+
     p = argparse.ArgumentParser(prog="lpfa", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one configuration (an ensemble over its seeds)")
@@ -102,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_set_option(t)
     t.add_argument("--out", help="output folder (default: results/<name>)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
+    t.add_argument(
+        "--threads",
+        metavar="N",
+        help=f"BLAS and OpenMP threads (default: ${ENV_VAR}, else {DEFAULT_THREADS})",
+    )
     t.set_defaults(func=_train)
     q = sub.add_parser(
         "check-quantizer",
@@ -144,7 +202,12 @@ BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep_cli",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; bad input prints one line naming the field and exits with status 2."""
+    """Entry point; the exit status says how it ended.
+
+    0 done; 1 a failure that is not the input's fault (e.g. a disk that fills up during a run);
+    2 bad input, one line on stderr naming the field, the value and what is allowed, nothing
+    written; 3 a run diverged; 130 interrupted by Ctrl-C (one line, no traceback).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check-quantizer"]:  # the kit owns every option after the command
         return _check_quantizer(argparse.Namespace(args=argv[1:]))
@@ -156,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # stdout's reader has gone (lpfa ... | head)
+        _stdout_to_devnull()
+        return 1
 
 
 if __name__ == "__main__":

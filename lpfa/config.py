@@ -179,6 +179,9 @@ class Dist(_Named):
     BERNOULLI = "bernoulli"
 
 
+# characters that would make a run's name (a folder name) point somewhere else
+_NAME_FORBIDDEN = ("/", "\\", "\0")
+
 DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
 DTYPES = ("float32", "float64")
 
@@ -294,6 +297,13 @@ class ModelConfig:
                 str(self.output),
                 "loss=cross_entropy needs output=softmax or logistic",
             )
+        _require(
+            not (self.loss is Loss.SQUARED and self.output is Activation.SOFTMAX),
+            "output",
+            str(self.output),
+            "output=softmax is implemented with loss=cross_entropy only; use loss=cross_entropy, "
+            "or output=linear, logistic or tanh with loss=squared",
+        )
         _finite("init_scale", self.init_scale, lo=0.0, strict=True)
         _require(
             self.init is not Dist.BERNOULLI,
@@ -400,10 +410,12 @@ class ChannelConfig:
         _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         if self.feedback is Dist.BERNOULLI:
             _require(
-                self.feedback_nonzeros is not None and self.feedback_nonzeros > 0,
+                self.feedback_nonzeros is not None
+                and math.isfinite(self.feedback_nonzeros)
+                and self.feedback_nonzeros > 0,
                 "feedback_nonzeros",
                 self.feedback_nonzeros,
-                "feedback=bernoulli needs the expected non-zeros per neuron, a number > 0",
+                "feedback=bernoulli needs the expected non-zeros per neuron, a finite number > 0",
             )
         else:
             for name in ("feedback_nonzeros", "feedback_normalize"):
@@ -550,6 +562,12 @@ class RunConfig:
     def __post_init__(self) -> None:
         _require(bool(self.name.strip()), "name", self.name, "must be a non-empty string")
         _require(
+            not any(c in self.name for c in _NAME_FORBIDDEN) and self.name not in (".", ".."),
+            "name",
+            self.name,
+            "is used as a folder name: must not contain '/', '\\' or NUL, nor be '.' or '..'",
+        )
+        _require(
             len(self.seeds) >= 1 and all(s >= 0 for s in self.seeds),
             "seeds",
             self.seeds,
@@ -584,6 +602,17 @@ class RunConfig:
                 f"must start with {t[0]} inputs and end with {t[-1]} outputs "
                 f"like data.teacher_sizes={t}",
             )
+        hidden = self.model.n_layers - 1
+        bad = [h for h in self.channel.skip_layers if h > hidden]
+        _require(
+            not bad,
+            "channel.skip_layers",
+            self.channel.skip_layers,
+            f"names hidden layer {bad[0] if bad else 0}, but model.sizes={sizes} has "
+            f"hidden layers 1..{hidden}"
+            if hidden
+            else "the net has no hidden layers",
+        )
         if self.channel.rule is not Rule.BP and self.model.n_layers < 2:
             raise ConfigError(
                 "channel.rule",
@@ -709,11 +738,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
-    """The table of a TOML file; a missing or broken file is a :class:`ConfigError` on ``what``."""
+    """The table of a TOML file.
+
+    A missing path, a folder, an unreadable file, one that is not UTF-8 text or not valid TOML
+    is a :class:`ConfigError` on ``what``.
+    """
+    path = Path(path)
     try:
-        return tomllib.loads(Path(path).read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(what, str(path), "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(what, str(path), "is a folder; give a .toml file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            what, str(path), f"is not UTF-8 text (byte {err.start}); give a TOML file"
+        ) from None
+    except OSError as err:
+        raise ConfigError(what, str(path), f"cannot be read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(what, str(path), f"is not valid TOML: {err}") from None
 

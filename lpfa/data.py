@@ -18,7 +18,7 @@ import numpy as np
 
 from lpfa.config import DataConfig
 
-__all__ = ["DataError", "Dataset", "data_home", "load", "load_idx"]
+__all__ = ["DataError", "Dataset", "data_home", "load", "load_idx", "split_sizes"]
 
 # SHA-256 of the original distribution files (the .gz files as published): set, file, digest.
 _SHA256 = """
@@ -174,6 +174,27 @@ class Dataset:
         return self.y_train is not None
 
 
+# examples in the training and test sets of each data set when n_train / n_test are None
+FULL_SIZES = {
+    "mnist": (60_000, 10_000),
+    "fashion-mnist": (60_000, 10_000),
+    "linear-teacher": (10_000, 2_000),
+    "tanh-teacher": (10_000, 2_000),
+}
+
+
+def split_sizes(cfg: DataConfig) -> tuple[int, int]:
+    """Training and test examples :func:`load` returns for ``cfg``, without loading anything.
+
+    The image sets are cut to their first ``n_train`` / ``n_test`` examples (never more than the
+    set has); the synthetic tasks make exactly as many as asked.
+    """
+    full_train, full_test = FULL_SIZES[cfg.name]
+    if cfg.name in ("mnist", "fashion-mnist"):
+        return min(cfg.n_train or full_train, full_train), min(cfg.n_test or full_test, full_test)
+    return cfg.n_train or full_train, cfg.n_test or full_test
+
+
 def _one_hot(y: np.ndarray, n: int, dtype: str) -> np.ndarray:
     out = np.zeros((y.size, n), dtype=dtype)
     out[np.arange(y.size), y] = 1
@@ -189,8 +210,7 @@ def _teacher(cfg: DataConfig, sizes: tuple[int, ...], dtype: str) -> Dataset:
     b ~ N(0, 0.1²), which keeps the hidden units out of saturation.
     """
     rng = np.random.default_rng(np.random.SeedSequence(entropy=cfg.seed, spawn_key=(7,)))
-    n_train = cfg.n_train or 10_000
-    n_test = cfg.n_test or 2_000
+    n_train, n_test = split_sizes(cfg)
     n_in = sizes[0] if cfg.name == "linear-teacher" else cfg.teacher_sizes[0]
     x = rng.standard_normal((n_train + n_test, n_in))
     if cfg.name == "linear-teacher":

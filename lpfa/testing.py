@@ -838,7 +838,18 @@ def _load(spec: str) -> Callable[..., Any]:
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"spec={spec!r}: must be module:callable, e.g. mypkg.quant:q8")
-    obj: Any = importlib.import_module(module)
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        raise
+    except SyntaxError as err:  # the user's module does not parse
+        raise ValueError(
+            f"spec={spec!r}: {err.filename}, line {err.lineno}: SyntaxError: {err.msg}"
+        ) from None
+    except Exception as err:  # the user's module raised while it was imported
+        raise ValueError(
+            f"spec={spec!r}: importing {module} raised {type(err).__name__}: {err}"
+        ) from None
     for part in attr.split("."):
         obj = getattr(obj, part)
     if not callable(obj):

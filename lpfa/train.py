@@ -1,6 +1,7 @@
 """The training loop: minibatch SGD over an ensemble, per-epoch metrics, divergence stop."""
 
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -15,15 +16,19 @@ import numpy as np
 from lpfa import metrics
 from lpfa.alignment import alignment
 from lpfa.backend import resolve, to_numpy
-from lpfa.config import RunConfig
-from lpfa.data import Dataset, load
+from lpfa.config import ConfigError, Rule, RunConfig
+from lpfa.data import FULL_SIZES, Dataset, load, split_sizes
 from lpfa.network import Network
 
 __all__ = [
     "DivergenceError",
     "RunResult",
+    "available_memory",
+    "check_memory",
     "evaluate",
     "learning_rate",
+    "memory_estimate",
+    "preflight",
     "summarize",
     "train",
     "versions",
@@ -31,14 +36,174 @@ __all__ = [
 
 
 class DivergenceError(RuntimeError):
-    """A member's loss became NaN or infinite; training stopped. ``history`` keeps what was done."""
+    """A member's loss became NaN or infinite; training stopped. ``history`` keeps what was done.
 
-    def __init__(self, member: int, seed: int, epoch: int, value: float, history: list[dict]):
+    Also raised when the numbers of a run overflow so far that a numerical routine gives up
+    (an SVD that does not converge on infinite weights, a float power out of range): ``value``
+    then says what failed, and ``member`` / ``seed`` are the first member whose weights are no
+    longer finite (None if every member's weights still are).
+    """
+
+    def __init__(
+        self, member: int | None, seed: int | None, epoch: int, value: Any, history: list[dict]
+    ):
         self.member, self.seed, self.epoch, self.history = member, seed, epoch, history
+        who = "the run" if member is None else f"member {member} (seed {seed})"
+        what = f"training loss is {value}" if isinstance(value, float) else str(value)
         super().__init__(
-            f"member {member} (seed {seed}) diverged in epoch {epoch}: training loss is {value}. "
+            f"{who} diverged in epoch {epoch}: {what}. "
             f"Lower train.lr, or the init/feedback scale, and run again."
         )
+
+
+# the errors numerical routines raise on overflowing inputs, reported as divergence
+NUMERICAL_ERRORS = (np.linalg.LinAlgError, OverflowError, FloatingPointError)
+
+
+def _first_nonfinite_member(net: Network) -> int | None:
+    """The first member with a non-finite forward weight, or None (host sync; error path only)."""
+    xp = net.xp
+    ok = xp.ones(net.layers[0].W.shape[0], dtype=bool)
+    for layer in net.layers:
+        ok &= xp.isfinite(layer.W).all(axis=(1, 2))
+    bad = np.flatnonzero(~to_numpy(ok))
+    return int(bad[0]) if bad.size else None
+
+
+def _size(n: int) -> str:
+    """A byte count for people: ``12.3 MiB``, ``4,090.4 GiB``."""
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.1f} GiB"
+
+
+def memory_estimate(cfg: RunConfig) -> dict[str, int]:
+    """Bytes a run of ``cfg`` needs at its peak, by part, before anything is allocated.
+
+    A deliberate over-estimate of the arrays lpfa keeps (it ignores interpreter overhead):
+
+    - ``weights``: W^h and biases of every member, plus the float64 host draw of the largest;
+    - ``feedback``: the channel's matrices (chained, skip or cascade edges; per-synapse for
+      ``per_weight``), drawn in float64 on the host;
+    - ``optimizer``: a gradient and an update per array, and the momentum velocity;
+    - ``activations``: outputs, pre-activations, errors and f′ of one minibatch and of one
+      evaluation chunk of 10 000 examples, for every member (the input once);
+    - ``data``: inputs and targets of the training and test sets, twice (the cast to the
+      dtype makes a temporary), and MNIST's raw bytes.
+
+    Returns
+    -------
+    dict of str to int
+        The parts above and ``"total"``.
+    """
+    m, c, d = cfg.model, cfg.channel, cfg.data
+    item = np.dtype(m.dtype).itemsize
+    E, sizes, L = cfg.n_members, m.sizes, m.n_layers
+    shapes = [(sizes[h + 1], sizes[h] + 1) for h in range(L)]
+    n_weights = sum(a * b for a, b in shapes)
+    largest = max(a * b for a, b in shapes)
+    weights = E * n_weights * item + 2 * largest * 8
+    n_fb = 0
+    if c.rule.has_random_feedback:
+        hidden = range(1, L)
+        if c.per_weight:
+            n_fb = sum(sizes[L] * sizes[h] * (sizes[h - 1] + 1) for h in hidden)
+        elif c.rule is Rule.CASCADE:
+            n_fb = sum(sizes[h] * sum(sizes[h + 1 :]) for h in hidden)
+        else:  # rbp, srbp, mixed: at most a chained and a skip edge per hidden layer
+            n_fb = sum(sizes[h] * (sizes[h + 1] + sizes[L]) for h in hidden)
+    feedback = E * n_fb * (item + 8)
+    optimizer = E * n_weights * item * (3 if cfg.train.momentum else 2)
+    n_units = sum(sizes)
+    n_train, n_test = split_sizes(d)
+    raw = sum(FULL_SIZES[d.name]) * (sizes[0] + 1) if d.name in ("mnist", "fashion-mnist") else 0
+    rows = min(cfg.train.batch_size, n_train) + min(10_000, n_test)
+    # the input is shared by the members; every member has its own signals in the layers above
+    activations = (4 * E * (n_units - sizes[0]) + sizes[0]) * rows * item
+    data = 2 * (n_train + n_test) * (sizes[0] + sizes[-1]) * item + raw  # and a cast's temporary
+    parts = {
+        "weights": weights,
+        "feedback": feedback,
+        "optimizer": optimizer,
+        "activations": activations,
+        "data": data,
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def available_memory(xp=np) -> int | None:
+    """Bytes the arrays of backend ``xp`` can still take: free device memory for a GPU backend,
+    MemAvailable of /proc/meminfo (else free physical pages) for numpy; None if unknown."""
+    cuda = getattr(xp, "cuda", None)  # the GPU backend's device, where its arrays live
+    if cuda is not None:
+        return int(cuda.Device().mem_info[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(cfg: RunConfig, xp=np, available: int | None = None) -> dict[str, int]:
+    """Refuse a run that cannot fit, before allocating anything.
+
+    Raises
+    ------
+    ConfigError
+        On ``data.n_train`` when the data is the largest part of :func:`memory_estimate` and it
+        has more examples than units in its widest layer, on ``model.sizes`` otherwise, with
+        the figures, when the estimate exceeds ``available`` (default
+        :func:`available_memory`).
+    """
+    need = memory_estimate(cfg)
+    available = available_memory(xp) if available is None else available
+    if available is not None and need["total"] > available:
+        parts = {k: v for k, v in need.items() if k != "total"}
+        part = max(parts, key=parts.__getitem__)
+        # the data is large because of many examples, or because of wide layers
+        many = part == "data" and sum(split_sizes(cfg.data)) > max(cfg.model.sizes)
+        field = "data.n_train" if many else "model.sizes"
+        value = cfg.data.n_train if many else cfg.model.sizes
+        raise ConfigError(
+            field,
+            value,
+            f"the run needs about {_size(need['total'])} ({part} {_size(need[part])}), "
+            f"more than the {_size(available)} available",
+        )
+    return need
+
+
+def preflight(cfg: RunConfig, *, data: Dataset | None = None):
+    """Everything :func:`train` checks before it allocates, without loading the data.
+
+    Returns the array module of ``cfg.backend``. Call it before writing a run's files, so bad
+    input leaves them untouched.
+
+    Raises
+    ------
+    ConfigError
+        ``backend=cupy`` where CuPy cannot run; a batch larger than the training set; a run
+        that needs more memory than is available (only when ``data`` is not given).
+    """
+    try:
+        xp = resolve(cfg.backend)
+    except ValueError as err:  # CuPy missing or without a device
+        raise ConfigError("backend", cfg.backend, str(err).partition(": ")[2]) from None
+    n = split_sizes(cfg.data)[0] if data is None else data.x_train.shape[0]
+    bs = cfg.train.batch_size
+    if n < bs:
+        raise ConfigError(
+            "train.batch_size",
+            bs,
+            f"must be <= the {n} training examples of data.name={cfg.data.name}",
+        )
+    if data is None:
+        check_memory(cfg, xp)
+    return xp
 
 
 @dataclass
@@ -62,9 +227,11 @@ def learning_rate(lr: float, decay: float, t: int) -> float:
     return lr / (1.0 + decay * t)
 
 
-def versions() -> dict[str, str]:
-    """Versions of what produced a result (python, numpy, lpfa, cupy if loaded, git revision)."""
+def versions() -> dict[str, Any]:
+    """Versions of what produced a result (python, numpy, lpfa, cupy if loaded, git revision),
+    and the BLAS that ran it (library, core type, threads: :func:`lpfa.threads.blas_info`)."""
     import lpfa
+    from lpfa.threads import blas_info
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "lpfa": lpfa.__version__}
     cp = sys.modules.get("cupy")
@@ -83,6 +250,7 @@ def versions() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         pass
     out["host"] = platform.node()
+    out.update(blas_info())
     return out
 
 
@@ -93,7 +261,8 @@ def evaluate(
     sums: dict[str, Any] = {}
     n = x.shape[0]
     for i in range(0, n, chunk):
-        out = net.forward(x[i : i + chunk])[-1]
+        with net.observing():  # stochastic forward formats draw from the diagnostic stream
+            out = net.forward(x[i : i + chunk])[-1]
         k = out.shape[1]
         parts = {
             "loss": metrics.loss(out, t[i : i + chunk], loss_kind) * k,
@@ -141,29 +310,60 @@ def train(
 
     Raises
     ------
+    ConfigError
+        Before anything is allocated: ``backend=cupy`` where CuPy cannot run, a run that needs
+        more memory than is available (:func:`check_memory`, when ``data`` is not given), data
+        that does not fit ``model.sizes``, a batch larger than the training set.
     DivergenceError
-        When a member's training loss is not finite at the end of an epoch.
+        When a member's training loss is not finite at the end of an epoch, or a numerical
+        routine fails on overflowing numbers (:data:`NUMERICAL_ERRORS`, e.g. an SVD of
+        infinite weights after ``model.init_scale=1e300``, σ² out of range for node
+        perturbation): both are divergence, not bad input.
     """
-    xp = resolve(cfg.backend)
-    tc, mc = cfg.train, cfg.model
+    xp = preflight(cfg, data=data)
+    mc = cfg.model
     data = data if data is not None else load(cfg.data, mc.sizes, mc.dtype)
     if data.x_train.shape[1] != mc.sizes[0] or data.t_train.shape[1] != mc.sizes[-1]:
-        raise ValueError(
-            f"model.sizes={mc.sizes}: data {data.name} has {data.x_train.shape[1]} inputs and "
-            f"{data.t_train.shape[1]} outputs"
+        raise ConfigError(
+            "model.sizes",
+            mc.sizes,
+            f"data {data.name} has {data.x_train.shape[1]} inputs and "
+            f"{data.t_train.shape[1]} outputs",
         )
+    history: list[dict[str, Any]] = []
+    net = None
+    # overflow in a diverging member is reported once, by DivergenceError, not as warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            net = Network.build(cfg, xp)
+            return _run(cfg, xp, data, net, history, progress, on_epoch)
+        except NUMERICAL_ERRORS as err:
+            epoch = history[-1]["epoch"] + 1 if history else 0
+            m = None if net is None else _first_nonfinite_member(net)
+            seed = None if m is None else cfg.seeds[m]
+            what = f"{type(err).__name__}: {err}"
+            raise DivergenceError(m, seed, epoch, what, history) from err
+
+
+def _run(
+    cfg: RunConfig,
+    xp,
+    data: Dataset,
+    net: Network,
+    history: list[dict[str, Any]],
+    progress: bool | None,
+    on_epoch: Callable[[list[dict[str, Any]]], None] | None,
+) -> RunResult:
+    """The loop of :func:`train`, appending to ``history`` as epochs finish."""
+    tc, mc = cfg.train, cfg.model
     x_tr, t_tr = xp.asarray(data.x_train), xp.asarray(data.t_train)
     x_te, t_te = xp.asarray(data.x_test), xp.asarray(data.t_test)
     y_tr = None if data.y_train is None else xp.asarray(data.y_train)
     y_te = None if data.y_test is None else xp.asarray(data.y_test)
-    net = Network.build(cfg, xp)
     n, bs = x_tr.shape[0], tc.batch_size
     n_batches = n // bs  # a last partial batch is dropped, as the papers' fixed-size minibatches
-    if n_batches == 0:
-        raise ValueError(f"train.batch_size={bs}: larger than the {n} training examples")
     shuffle = np.random.default_rng(tc.shuffle_seed)
     probe = min(tc.angle_examples, n)
-    history: list[dict[str, Any]] = []
     hidden = range(1, mc.n_layers)
     diag_keys = [f"{k}_{h}" for k in ("angle", "angle_pbp", "angle_wb") for h in hidden]
     diag_keys += ["ewbe_pos"] if mc.n_layers > 1 else []

@@ -1,6 +1,7 @@
 """Configs: TOML presets load, every bad value is refused naming the field, value and rule."""
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,89 @@ def test_load_reports_missing_and_broken_files(tmp_path):
     ok.write_text("[train]\nepochs = 3\n")
     cfg = C.load(ok, ["train.lr=0.2"])
     assert (cfg.name, cfg.train.epochs, cfg.train.lr) == ("ok", 3, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"model": {"output": "softmax", "loss": "squared"}},
+            r"model.output='softmax': output=softmax is implemented with loss=cross_entropy only",
+        ),
+        (
+            {"channel": {"feedback": "bernoulli", "feedback_nonzeros": math.inf}},
+            r"channel.feedback_nonzeros=inf: feedback=bernoulli needs .* a finite number > 0",
+        ),
+        (
+            {"channel": {"feedback": "bernoulli", "feedback_nonzeros": math.nan}},
+            r"channel.feedback_nonzeros=nan: feedback=bernoulli needs",
+        ),
+        (
+            {"model": {"sizes": [784, 100, 10]}, "channel": {"rule": "mixed", "skip_layers": [2]}},
+            r"channel.skip_layers=\(2,\): names hidden layer 2, but model.sizes=\(784, 100, 10\) "
+            r"has hidden layers 1..1",
+        ),
+        ({"name": "../../x"}, r"name='../../x': is used as a folder name: must not contain '/'"),
+        ({"name": "a\\b"}, r"name='a\\\\b': is used as a folder name"),
+        ({"name": ".."}, r"name='..': is used as a folder name"),
+        ({"name": "."}, r"name='.': is used as a folder name"),
+    ],
+)
+def test_settings_that_mean_nothing_are_refused(data, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.from_dict(C.RunConfig, data)
+
+
+def test_names_and_skip_layers_that_are_fine_still_load():
+    cfg = C.from_dict(
+        C.RunConfig,
+        {
+            "name": "fa..v2 (lr 0.1)",
+            "model": {"sizes": [784, 50, 40, 10]},
+            "channel": {"rule": "mixed", "skip_layers": [1, 2]},
+        },
+    )
+    assert cfg.channel.skip_layers == (1, 2)
+
+
+def test_load_refuses_a_folder_and_non_utf8_in_one_error(tmp_path):
+    with pytest.raises(C.ConfigError, match=r"config='.*': is a folder; give a \.toml file"):
+        C.load(tmp_path)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(
+        C.ConfigError, match=r"config='.*latin.toml': is not UTF-8 text \(byte 11\)"
+    ):
+        C.load(latin)
+
+
+def test_memory_estimate_counts_each_part_and_check_memory_refuses_with_the_figure():
+    from lpfa.train import check_memory, memory_estimate
+
+    cfg = C.from_dict(
+        C.RunConfig,
+        {
+            "seeds": [0, 1],
+            "data": {"name": "linear-teacher", "n_train": 100, "n_test": 40},
+            "model": {"sizes": [30, 8, 10], "output": "linear", "loss": "squared"},
+            "train": {"batch_size": 10},
+        },
+    )
+    need = memory_estimate(cfg)
+    weights = 2 * (8 * 31 + 10 * 9) * 4  # two float32 members of W and b
+    assert need["weights"] >= weights
+    assert need["data"] >= (100 + 40) * (30 + 10) * 4
+    assert need["total"] == sum(v for k, v in need.items() if k != "total")
+    wide = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, sizes=(30, 10**9, 10)))
+    assert memory_estimate(wide)["weights"] >= 2 * (10**9 * 31 + 10 * (10**9 + 1)) * 4
+    assert check_memory(cfg, available=need["total"]) == need
+    with pytest.raises(C.ConfigError, match=r"data.n_train=100: the run needs about [\d.]+ MiB"):
+        check_memory(cfg, available=need["total"] - 1)  # the data is its largest part
+    with pytest.raises(C.ConfigError, match=r"model.sizes=\(30, 1000000000, 10\): .* GiB \("):
+        check_memory(wide, available=2**30)
+    many = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_train=10**10))
+    with pytest.raises(
+        C.ConfigError,
+        match=r"data.n_train=10000000000: .* \(data [\d,.]+ GiB\), more than the 1.0 GiB available",
+    ):
+        check_memory(many, available=2**30)
