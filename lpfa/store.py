@@ -1,6 +1,6 @@
 """The results store: one SQLite file of runs, their configs, per-epoch and final metrics.
 
-Schema (``SCHEMA_VERSION`` 1)::
+Schema (``SCHEMA_VERSION`` 1, kept in ``PRAGMA user_version`` and in ``meta``)::
 
     runs(id, sweep, label, config_hash, seed, config_json, axes_json, status, attempts,
          packed_with, error, traceback, started, finished, seconds, versions_json, host, git)
@@ -8,6 +8,10 @@ Schema (``SCHEMA_VERSION`` 1)::
     epochs(run_id, epoch, metrics_json)       one row per epoch (0 = before training)
     finals(run_id, key, value)                 the last epoch's numeric metrics
     meta(key, value)                           schema_version
+
+Values that are not finite (NaN, ±inf) are stored as NULL, in ``finals`` and in the JSON of
+``epochs`` alike (strict JSON has no NaN); the run's status says why (``diverged``, or a
+metric that is undefined for its rule, such as an angle without random feedback).
 
 A run is one member (one seed) of one configuration. ``config_json`` is its full config with
 ``seeds = [seed]``; ``axes_json`` its coordinates in the sweep (dotted path -> value);
@@ -18,8 +22,13 @@ finals and status), so a killed sweep leaves every finished run whole. The file 
 mode with a busy timeout and every write transaction is ``BEGIN IMMEDIATE``, so several
 processes may write to one store at once (on a local disk; WAL does not work over NFS).
 
-Reading: :func:`runs` (one row per run) and :func:`results` (grouped, mean ± std over seeds)
-return lists of dicts, or pandas DataFrames with ``frame=True``; :func:`plot` draws a figure.
+Reading: :func:`runs` (one row per run) and :func:`results` (grouped, mean ± std over the seeds
+of one configuration) return lists of dicts, or pandas DataFrames with ``frame=True``;
+:func:`plot` draws a figure. Readers open the file read-only (``mode=ro``; ``immutable=1``
+where the folder is read-only too), so they work on a read-only mount and never write into a
+file they are given. A file that is not an lpfa store (another program's SQLite database, a
+truncated or garbage file, a store of a newer schema) is a :class:`~lpfa.config.ConfigError`
+naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import json
 import math
 import sqlite3
 import statistics
+import urllib.parse
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,9 +49,11 @@ from lpfa.config import ConfigError
 __all__ = ["METRIC_ALIASES", "Store", "format_table", "pick_sweep", "plot", "results", "runs"]
 
 SCHEMA_VERSION = 1
+_TABLES = ("meta", "runs", "epochs", "finals")
 STATUSES = ("running", "done", "failed", "diverged")
 # history columns that are bookkeeping, not metrics
 _NOT_METRICS = ("epoch", "member", "seed", "step", "lr", "time_s")
+_LOSSES = ("train_loss", "test_loss")
 METRIC_ALIASES = {
     "test_accuracy": "test_acc",
     "train_accuracy": "train_acc",
@@ -93,24 +105,115 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``). A WAL file in a folder where its ``-shm`` index
+    cannot be created (a read-only mount) is opened ``immutable``: nobody can be writing it."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        db.close()
+        db = sqlite3.connect(uri + "&immutable=1", uri=True)
+    except sqlite3.DatabaseError:
+        pass  # not a database at all: Store._check names the problem
+    return db
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    """Strict JSON (sorted keys; NaN and ±inf as null)."""
+    return json.dumps(_finite(value), sort_keys=True, allow_nan=False)
+
+
 class Store:
-    """A results store on disk (created with its tables if missing).
+    """A results store on disk.
 
     Parameters
     ----------
     path : path
-        The SQLite file.
+        The SQLite file; a writer creates it (and its tables) if missing.
     timeout : float
         Seconds a writer waits for another writer's transaction before giving up.
+    readonly : bool
+        Open for reading only (``mode=ro``): nothing is created or written, and the file may
+        sit on a read-only mount.
+
+    Raises
+    ------
+    ConfigError
+        ``store=PATH``: the file is missing (read-only), is not an SQLite file (truncated,
+        garbage), is another program's SQLite database, or holds a newer store schema.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 120.0):
+    def __init__(self, path: str | Path, *, timeout: float = 120.0, readonly: bool = False):
         self.path = Path(path)
-        if self.path.parent != Path():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise ConfigError("store", str(path), "file not found")
+            self._db = _connect_readonly(self.path)
+        else:
+            if self.path.parent != Path():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._check()
+            if not readonly:
+                self._create(timeout)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _fail(self, what: str) -> ConfigError:
+        return ConfigError("store", str(self.path), what)
+
+    def _check(self) -> None:
+        """Refuse a file that is not an lpfa store this version of lpfa can read."""
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                r[0]
+                for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if version == 0 and "meta" in tables:  # written before user_version was set
+                row = self._db.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = int(row[0]) if row else 0
+        except (sqlite3.DatabaseError, ValueError) as err:
+            raise self._fail(f"is not a readable SQLite file ({err})") from None
+        if check != "ok":
+            raise self._fail(f"is damaged (SQLite integrity check: {check})")
+        if not tables:
+            if self.readonly:
+                raise self._fail("is not an lpfa results store (an empty SQLite file)")
+            return
+        if not set(_TABLES) <= tables or version == 0:
+            raise self._fail(
+                "is not an lpfa results store (an SQLite database with tables "
+                f"{', '.join(sorted(tables))}); name another file"
+            )
+        if version > SCHEMA_VERSION:
+            raise self._fail(
+                f"was written by a newer lpfa (store schema {version}; this lpfa reads "
+                f"schema {SCHEMA_VERSION} and older): upgrade lpfa to read it"
+            )
+
+    def _create(self, timeout: float) -> None:
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
@@ -123,10 +226,16 @@ class Store:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+    @property
+    def mode(self) -> str:
+        """How the file is open: ``rw``, or ``ro`` (read-only)."""
+        return "ro" if self.readonly else "rw"
 
     def __enter__(self) -> Store:
         return self
@@ -169,8 +278,8 @@ class Store:
             ).fetchone()
             values = (
                 label,
-                json.dumps(config, sort_keys=True),
-                json.dumps(axes, sort_keys=True),
+                _json(config),
+                _json(axes),
                 json.dumps(list(packed_with)),
                 _now(),
             )
@@ -207,21 +316,27 @@ class Store:
         """Write a finished run in one transaction: its epochs, final metrics and status.
 
         ``history`` holds this run's rows only (one per epoch, as :func:`lpfa.train.train`
-        makes them); the last row's numeric metrics become its finals.
+        makes them); the last row's numeric metrics become its finals. Non-finite values are
+        stored as NULL; a ``done`` run whose final loss is not finite is stored as
+        ``diverged``, with the loss named in ``error``.
         """
         if status not in STATUSES[1:]:
             raise ValueError(f"status={status!r}: must be one of {', '.join(STATUSES[1:])}")
         versions = versions or {}
         epochs = [
-            (run_id, int(r["epoch"]), json.dumps({k: v for k, v in r.items() if k != "member"}))
+            (run_id, int(r["epoch"]), _json({k: v for k, v in r.items() if k != "member"}))
             for r in history
         ]
         finals = []
         if history:
             last = max(history, key=lambda r: r["epoch"])
             for k, v in last.items():
-                if k not in _NOT_METRICS and isinstance(v, int | float) and math.isfinite(v):
-                    finals.append((run_id, k, float(v)))
+                if k in _NOT_METRICS or not isinstance(v, int | float) or isinstance(v, bool):
+                    continue
+                finals.append((run_id, k, float(v) if math.isfinite(v) else None))
+                if status == "done" and k in _LOSSES and not math.isfinite(v):
+                    status = "diverged"
+                    error = error or f"{k}={v} at epoch {last['epoch']}"
             finals.append((run_id, "epochs", float(last["epoch"])))
         with self.transaction() as db:
             db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
@@ -237,7 +352,7 @@ class Store:
                     traceback,
                     _now(),
                     seconds,
-                    json.dumps(versions, sort_keys=True),
+                    _json(versions),
                     versions.get("host"),
                     versions.get("git"),
                     run_id,
@@ -299,12 +414,14 @@ class Store:
 # --- the reading API --------------------------------------------------------------------------
 
 
-def _open(store: str | Path | Store) -> Store:
+@contextmanager
+def _reading(store: str | Path | Store) -> Iterator[Store]:
+    """The given Store, or the file opened read-only and closed afterwards."""
     if isinstance(store, Store):
-        return store
-    if not Path(store).is_file():
-        raise ConfigError("store", str(store), "file not found")
-    return Store(store)
+        yield store
+        return
+    with Store(store, readonly=True) as db:
+        yield db
 
 
 def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -366,9 +483,10 @@ def runs(
     spec, when an older version of the sweep left other runs in the store). Returns a list of
     dicts, or a pandas DataFrame with ``frame=True``.
     """
-    db = _open(store)
     rows = []
-    for r in db.runs(sweep, status):
+    with _reading(store) as db:
+        found = db.runs(sweep, status)
+    for r in found:
         if config_hashes is not None and r["config_hash"] not in config_hashes:
             continue
         cfg = _leaves(r["config"])
@@ -398,7 +516,8 @@ def results(
     config_hashes: Collection[str] | None = None,
     frame: bool = False,
 ) -> list[dict[str, Any]]:
-    """Final metrics of the finished runs of one sweep, grouped, with mean and std over seeds.
+    """Final metrics of the finished runs of one sweep, grouped, with mean and std over the
+    seeds of one configuration.
 
     Parameters
     ----------
@@ -419,15 +538,23 @@ def results(
     Returns
     -------
     One row per group, in order of first appearance: the ``by`` keys, ``n`` (seeds), and
-    ``<metric>_mean``, ``<metric>_std`` (sample std, 0 for one seed) per metric.
+    ``<metric>_mean``, ``<metric>_std`` (sample std, 0 for one seed) per metric; a NULL
+    (non-finite) value is left out of its mean.
+
+    Raises
+    ------
+    ConfigError
+        ``--by``: a group would pool runs of different configurations (configs that differ
+        in more than the seed); the message names the fields that differ.
     """
-    db = _open(store)
-    name = pick_sweep(db, sweep)
-    rows = runs(db, sweep=name, config_hashes=config_hashes)
+    with _reading(store) as db:
+        name = pick_sweep(db, sweep)
+        finals = {k for r in db.runs(name, "done") for k in r["finals"]}
+        rows = runs(db, sweep=name, config_hashes=config_hashes)
     if not rows:
         return _frame([]) if frame else []
-    finals = {k for r in db.runs(name, "done") for k in r["finals"]}
-    fields = [k for k in rows[0] if k not in finals and k not in ("id", "status", "config_hash")]
+    every = dict.fromkeys(k for r in rows for k in r)
+    fields = [k for k in every if k not in finals and k not in ("id", "status", "config_hash")]
     keys = [_resolve_field(b, fields) for b in by]
     if metrics is None:
         metrics = ["test_acc" if "test_acc" in finals else "test_nse", "test_loss"]
@@ -442,6 +569,7 @@ def results(
     out = []
     for group, members in groups.items():
         row: dict[str, Any] = dict(zip(keys, group, strict=True))
+        _one_configuration(row, members, fields, by)
         row["n"] = len(members)
         for m in metrics:
             vals = [r[m] for r in members if r.get(m) is not None]
@@ -449,6 +577,32 @@ def results(
             row[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None
         out.append(row)
     return _frame(out) if frame else out
+
+
+# fields of a run row that are not its configuration (the seed is the ensemble axis)
+_NOT_CONFIG = ("sweep", "label", "name", "seed", "seconds")
+
+
+def _one_configuration(
+    group: dict[str, Any], members: list[dict[str, Any]], fields: Sequence[str], by: Sequence[str]
+) -> None:
+    """Refuse a group whose runs are not the seeds of one configuration."""
+    if len({r["config_hash"] for r in members}) == 1:
+        return
+    differ = [
+        f
+        for f in fields
+        if f not in _NOT_CONFIG and len({json.dumps(r.get(f), default=str) for r in members}) > 1
+    ]
+    at = ", ".join(f"{k}={v}" for k, v in group.items())
+    n = len({r["config_hash"] for r in members})
+    raise ConfigError(
+        "--by",
+        " ".join(by),
+        f"the group {at} holds {n} configurations (they differ in "
+        f"{', '.join(differ[:5]) or 'their label only'}): a mean ± std over seeds must be over "
+        "one configuration; add those fields to --by, or group by label",
+    )
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -479,10 +633,26 @@ def plot(
     hue: str | None = None,
     sweep: str | None = None,
 ) -> Path:
-    """A figure of final ``y`` (mean ± std over seeds) against config field ``x``, one line per
-    value of ``hue``; written to ``path`` with matplotlib's Agg backend."""
+    """A figure of final ``y`` (mean ± std over the seeds of one configuration) against config
+    field ``x``, one line per value of ``hue``; written to ``path`` with matplotlib's Agg
+    backend.
+
+    Raises
+    ------
+    ConfigError
+        ``x`` or ``hue`` is the seed (every point is an aggregate over seeds), or a point would
+        pool different configurations (see :func:`results`).
+    """
     from lpfa.plots import pyplot, save
 
+    for flag, value in (("--x", x), ("--hue", hue)):
+        if value == "seed":
+            raise ConfigError(
+                flag,
+                value,
+                "every point is a mean ± std over seeds, so the seed cannot be an axis; "
+                "for one row per seed use lpfa results STORE --by label seed",
+            )
     by = [x] if hue is None else [hue, x]
     table = results(store, sweep=sweep, by=by, metrics=[y])
     if not table:
@@ -510,7 +680,9 @@ def plot(
     if not numeric:
         ax.set_xticks(range(len(xs_all)), [str(v) for v in xs_all], rotation=30, ha="right")
     ax.set_xlabel(xkey)
-    ax.set_ylabel(f"{ykey} (mean ± std over seeds)")
+    counts = sorted({r["n"] for r in table})
+    seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds"
+    ax.set_ylabel(f"{ykey} (mean ± std over {seeds})")
     if hkey:
         ax.legend(title=hkey)
     return save(fig, path)

@@ -29,14 +29,18 @@ the store as its own run. Executors: in-process (default), a local process pool,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import math
+import os
 import platform
 import re
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -58,6 +62,7 @@ __all__ = [
     "Pack",
     "Run",
     "Sweep",
+    "SweepInterrupted",
     "SweepOutcome",
     "config_hash",
     "dry_run",
@@ -333,6 +338,7 @@ def parse_spec(
     top_zip = _flatten(spec.get("zip", {}), "zip", leaf_lists=True)
     runs: list[Run] = []
     seen: dict[str, str] = {}
+    labels: dict[str, tuple[str, str]] = {}  # label -> (config hash, where it was made)
     for gi, grid in enumerate(grids):
         gw = f"grid[{gi}]" if "grid" in spec else ""
         _check_keys(grid, GRID_KEYS, gw or "grid")
@@ -347,6 +353,7 @@ def parse_spec(
             ("zip", top_zip),
             (f"{pre}zip", _flatten(grid.get("zip", {}), f"{pre}zip", leaf_lists=True)),
         ]
+        _no_set_on_axes(overrides, [(w, p) for w, p, _ in axes], zips, (f"{pre}set", g_set))
         template = grid.get("label")
         if template is not None and not isinstance(template, str):
             raise ConfigError(f"{pre}label", template, "must be a string")
@@ -399,9 +406,46 @@ def parse_spec(
                     f"repeats the configuration of {seen[h]}; a run would be trained twice",
                 )
             seen[h] = here
+            if label in labels and labels[label][0] != h:
+                raise ConfigError(
+                    f"{pre}label",
+                    label,
+                    f"is also the label of {labels[label][1]}, another configuration; results "
+                    "are grouped by label, so every configuration needs a label of its own",
+                )
+            labels[label] = (h, here)
             for s in seeds:
                 runs.append(Run(label, coords, dataclasses.replace(cfg, seeds=(s,)), h, s))
     return Sweep(str(name), tuple(runs), pack, paper, source)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two dotted paths set the same field (one is the other or lies inside it)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _no_set_on_axes(
+    overrides: Sequence[str],
+    axes: list[tuple[str, str]],
+    zips: list[tuple[str, dict[str, Any]]],
+    grid_set: tuple[str, dict[str, Any]],
+) -> None:
+    """Refuse a ``--set`` of a field that the grid sets itself (an axis, a zip or the grid's
+    ``set``): the grid's value would silently win over the command line."""
+    spec_paths = [(f"{w}", p) for w, p in axes]
+    spec_paths += [(f"{w}.{p}", p) for w, table in zips for p in table]
+    spec_paths += [(f"{grid_set[0]}.{p}", p) for p in grid_set[1]]
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.strip()
+        for where, p in spec_paths:
+            if _overlap(key, p):
+                raise ConfigError(
+                    f"--set {key}",
+                    value.strip(),
+                    f"the spec's {where} sets {'this field' if p == key else p} too, and its "
+                    "value would win; drop the --set, or change the spec",
+                )
 
 
 def _build(
@@ -572,35 +616,157 @@ def _inline(
         )
 
 
+# the queue on which a pool worker says which pack it starts (set by _pool_init)
+_started_queue = None
+
+
+def _pool_init(started: Any, n_workers: int) -> None:
+    """Set up a process-pool worker: no Ctrl-C of its own, its share of the BLAS threads, and
+    an exit of its own when the parent dies (kill -9), so that no orphan trains on."""
+    global _started_queue
+    from lpfa.threads import set_threads, worker_threads
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _started_queue = started
+    set_threads(default=worker_threads(n_workers))
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lpfa-parent-watch", daemon=True).start()
+
+
+def _pool_task(fn: Callable[[dict[str, Any]], Any], token: int, config: dict[str, Any]) -> Any:
+    """Run one pack in a pool worker, first telling the parent that it starts."""
+    _started_queue.put(token)
+    return fn(config)
+
+
+def _stop_pool(pool: Any) -> None:
+    """Stop a process pool now: cancel what is queued, terminate the workers, reap them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=3)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=3)
+
+
+class _SigintDeferred:
+    """Hold SIGINT back (while the pool forks its workers, so that they start with it blocked
+    and can ignore it before a Ctrl-C reaches them); a Ctrl-C meanwhile arrives afterwards."""
+
+    def __enter__(self) -> None:
+        self.mask = hasattr(signal, "pthread_sigmask")
+        if self.mask:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mask:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _sigint_ignored() -> Any:
+    """A context in which a second Ctrl-C does not interrupt the cleanup after the first."""
+    if threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def ignored() -> Iterator[None]:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    return ignored()
+
+
+def _begin(begun: set[int], start: Callable[[Pack], None], token: int, pack: Pack) -> None:
+    """Mark a pack started, once."""
+    if token not in begun:
+        begun.add(token)
+        start(pack)
+
+
 def _process(
     packs: list[Pack], start: Callable[[Pack], None], workers: int | None, retries: int
 ) -> Iterator[tuple[Pack, Any]]:
-    """A local process pool; a pool broken by a dying worker is rebuilt and its packs rerun."""
+    """A local process pool of ``workers`` processes (default: one per core).
+
+    A pack is marked started when a worker begins it (the worker says so on a queue), not
+    when it is queued. A pool broken by a dying worker is rebuilt and its packs rerun. When
+    the consumer stops (Ctrl-C, an error, or it closes this generator), queued packs are
+    cancelled and the workers terminated at once; nothing waits for their work.
+    """
+    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from lpfa.threads import usable_cores
+
     fn = execute_pack  # a global looked up now, so tests can replace it
+    n = workers or usable_cores()
+    ctx = multiprocessing.get_context()
     todo = list(packs)
     tries = {id(p): 0 for p in packs}
     while todo:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            running = {}
-            for p in todo:
-                start(p)
-                tries[id(p)] += 1
-                running[pool.submit(fn, to_dict(p.config))] = p
+        started = ctx.SimpleQueue()
+        running: dict[Any, tuple[int, Pack]] = {}
+        begin = functools.partial(_begin, set(), start)
+        pool = None
+        try:
+            with _SigintDeferred():
+                pool = ProcessPoolExecutor(
+                    max_workers=n, mp_context=ctx, initializer=_pool_init, initargs=(started, n)
+                )
+                for token, p in enumerate(todo):
+                    tries[id(p)] += 1
+                    running[pool.submit(_pool_task, fn, token, to_dict(p.config))] = (token, p)
+            tokens = {t: p for t, p in running.values()}
             todo = []
             while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                while not started.empty():
+                    t = started.get()
+                    begin(t, tokens[t])
                 for fut in finished:
-                    pack = running.pop(fut)
+                    token, pack = running.pop(fut)
                     try:
-                        yield pack, fut.result()
+                        outcome = fut.result()
                     except BrokenProcessPool as err:
-                        if tries[id(pack)] > retries:
-                            yield pack, err
-                        else:
+                        if tries[id(pack)] <= retries:
                             todo.append(pack)
+                            continue
+                        outcome = err
+                    begin(token, pack)  # its start message may have died with its worker
+                    yield pack, outcome
+        except KeyboardInterrupt:
+            with _sigint_ignored():
+                _stop_pool(pool)
+            # what had finished before the workers stopped is kept, not lost
+            for fut, (token, pack) in list(running.items()):
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    running.pop(fut)
+                    begin(token, pack)
+                    yield pack, fut.result()
+            raise
+        finally:
+            if pool is not None:
+                with _sigint_ignored():
+                    if running:
+                        _stop_pool(pool)
+                    else:
+                        pool.shutdown(wait=True)
+            started.close()
 
 
 def _dask(
@@ -612,6 +778,7 @@ def _dask(
     processes: bool,
     retries: int,
     sweep: str,
+    scheduler_timeout: float = 5.0,
 ) -> Iterator[tuple[Pack, Any]]:
     """Dask futures: the scheduler reruns the task of a worker that dies (up to its
     ``distributed.scheduler.allowed-failures``), ``retries`` reruns a task that raised."""
@@ -627,8 +794,20 @@ def _dask(
         )
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=scheduler_timeout)
+        except (OSError, TimeoutError):
+            raise ConfigError(
+                "--scheduler",
+                scheduler,
+                f"no Dask scheduler answered within {scheduler_timeout:g} s "
+                "(--scheduler-timeout SECONDS waits longer)",
+            ) from None
     try:
+        if cluster is not None and not processes:  # the workers are threads of this process
+            _limit_worker_threads(workers or 1)
+        else:
+            _dask_threads(client)
         fn = execute_pack  # a global looked up now, so tests can replace it
         futures = {}
         for p in packs:
@@ -648,7 +827,45 @@ def _dask(
             cluster.close()
 
 
+def _limit_worker_threads(n_workers: int) -> int:
+    """On a Dask worker: its share of the BLAS threads of its machine."""
+    from lpfa.threads import set_threads, worker_threads
+
+    return set_threads(default=worker_threads(n_workers))
+
+
+def _dask_threads(client: Any) -> None:
+    """Give every Dask worker cores ÷ (workers on its machine) BLAS threads.
+
+    Best effort: the call runs in a worker's own thread, and some BLAS builds take a thread
+    limit only from the thread that loaded them; Dask's nanny starts each worker process with
+    one BLAS thread (``OPENBLAS_NUM_THREADS=1``) in any case.
+    """
+    hosts: dict[str, list[str]] = {}
+    for address, info in client.scheduler_info().get("workers", {}).items():
+        hosts.setdefault(info.get("host", address), []).append(address)
+    for addresses in hosts.values():
+        client.run(_limit_worker_threads, len(addresses), workers=addresses)
+
+
 # --- the sweep --------------------------------------------------------------------------------
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_sweep`; every finished run is in the store as it finished.
+
+    ``str()`` is the one line to print; ``outcome`` what was done, ``stopped`` the runs that
+    were running and ``not_started`` the runs that had not started.
+    """
+
+    def __init__(self, outcome: SweepOutcome, stopped: int):
+        self.outcome, self.stopped = outcome, stopped
+        finished = outcome.skipped + outcome.done + outcome.failed + outcome.diverged
+        self.not_started = outcome.total - finished - stopped
+        super().__init__(
+            f"interrupted: {finished} done, {stopped} stopped while running, "
+            f"{self.not_started} not started; rerun the same command to resume"
+        )
 
 
 @dataclass
@@ -665,6 +882,34 @@ class SweepOutcome:
     errors: list[str] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done (a store write), then raise it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught and callable(old):
+        old(signal.SIGINT, None)
+
+
+def _finished_after_interrupt(stream: Iterator[tuple[Pack, Any]]) -> Iterator[tuple[Pack, Any]]:
+    """Tell an executor's stream about a Ctrl-C and take what it had finished: it stops its
+    workers, yields the packs that finished, and raises the interrupt again."""
+    try:
+        item = stream.throw(KeyboardInterrupt())
+        while True:
+            yield item
+            item = next(stream)
+    except (KeyboardInterrupt, StopIteration):
+        return
+
+
 def run_sweep(
     sweep: Sweep,
     store: str | Path | Store,
@@ -675,6 +920,7 @@ def run_sweep(
     processes: bool = True,
     retries: int = 2,
     progress: bool | None = None,
+    scheduler_timeout: float = 5.0,
 ) -> SweepOutcome:
     """Run the sweep's unfinished runs and record every one in ``store``.
 
@@ -693,9 +939,21 @@ def run_sweep(
     progress : bool or None
         Progress bars (sweep: runs done / running / failed and ETA; inline: each run's
         batches); None shows them on a terminal.
+    scheduler_timeout : float
+        Seconds to wait for the Dask scheduler at ``scheduler`` to answer.
 
     Runs already ``done`` in the store are skipped (resume). A run that raises is recorded as
-    ``failed`` with its traceback and the sweep goes on.
+    ``failed`` with its traceback and the sweep goes on. A run is ``running`` in the store from
+    the moment it starts (in a process pool: when a worker begins it) and is written ``done``
+    when it finishes, in one transaction.
+
+    Raises
+    ------
+    SweepInterrupted
+        On Ctrl-C: the workers are stopped, every finished run is kept, and running the
+        same sweep again resumes with what did not finish.
+    ConfigError
+        A bad executor, or a Dask scheduler that does not answer.
     """
     from tqdm.auto import tqdm
 
@@ -751,9 +1009,12 @@ def run_sweep(
             processes=processes,
             retries=retries,
             sweep=sweep.name,
+            scheduler_timeout=scheduler_timeout,
         )
-    try:
-        for pack, outcome in stream:
+
+    def record(pack: Pack, outcome: Any) -> None:
+        nonlocal running
+        with _interrupts_deferred():  # a finished run is written whole, Ctrl-C or not
             if isinstance(outcome, BaseException):
                 tb = "".join(traceback.format_exception(outcome))
                 outcome = {
@@ -784,9 +1045,19 @@ def run_sweep(
                 if m["error"]:
                     out.errors.append(f"{r.label} seed {r.seed}: {m['error']}")
             running -= len(pack.runs)
-            bar.update(len(pack.runs))
-            show()
+        bar.update(len(pack.runs))
+        show()
+
+    try:
+        for pack, outcome in stream:
+            record(pack, outcome)
+    except KeyboardInterrupt:
+        with _sigint_ignored():  # a second Ctrl-C does not cut the cleanup short
+            for pack, outcome in _finished_after_interrupt(stream):
+                record(pack, outcome)
+        raise SweepInterrupted(out, running) from None
     finally:
+        stream.close()
         bar.close()
         if not isinstance(store, Store):
             db.close()
@@ -804,7 +1075,7 @@ def dry_run(sweep: Sweep, store: str | Path | None = None) -> str:
     """The runs, how they are packed, their status in ``store`` and their cost, as text."""
     status: dict[tuple[str, int], str] = {}
     if store is not None and Path(store).is_file():
-        with Store(store) as db:
+        with Store(store, readonly=True) as db:
             status = db.statuses(sweep.name)
     done = {k for k, s in status.items() if s == "done"}
     packs = sweep.packs()
@@ -882,7 +1153,7 @@ def paper_table(sweep: Sweep, store: str | Path | Store, *, title: str | None = 
     if not table_rows:
         raise ConfigError(
             "store",
-            str(store),
+            str(store.path if isinstance(store, Store) else store),
             f"holds no finished runs of this spec; run lpfa sweep {sweep.source}",
         )
     table = comparison_table(table_rows, unit=paper["unit"] or metric)

@@ -1,6 +1,7 @@
 """The ``lpfa sweep``, ``lpfa results`` and ``lpfa plot`` commands.
 
 lpfa sweep SPEC.toml [--quick] [--dry-run] [--store FILE] [--executor inline|process|dask]
+           [--scheduler ADDRESS [--scheduler-timeout SECONDS]]
 lpfa results STORE [--sweep NAME] [--by FIELD ...] [--metric NAME ...] [--paper SPEC]
 lpfa plot STORE --x FIELD --y METRIC [--hue FIELD] [--out FILE]
 """
@@ -8,9 +9,13 @@ lpfa plot STORE --x FIELD --y METRIC [--hue FIELD] [--out FILE]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import math
 import re
+import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from lpfa.cli import add_set_option
@@ -35,6 +40,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--workers", type=int, help="processes of the pool / LocalCluster workers")
     s.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler, tcp://host:8786")
+    s.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for --scheduler to answer (default: 5)",
+    )
     s.add_argument(
         "--local-cluster",
         action="store_true",
@@ -79,8 +91,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lpfa.sweep import dry_run, load_spec, run_sweep
+    from lpfa.sweep import SweepInterrupted, dry_run, load_spec, run_sweep
+    from lpfa.threads import set_threads
 
+    set_threads()  # inline runs: LPFA_THREADS, else the measured default (pool workers set theirs)
     sweep = load_spec(args.spec, quick=args.quick, overrides=args.set)
     if args.no_pack:
         sweep = dataclasses.replace(sweep, pack=False)
@@ -104,19 +118,26 @@ def _sweep(args: argparse.Namespace) -> int:
             ) from None
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", args.workers, "must be >= 1")
+    if not (math.isfinite(args.scheduler_timeout) and args.scheduler_timeout > 0):
+        raise ConfigError("--scheduler-timeout", args.scheduler_timeout, "must be > 0 seconds")
     print(
         f"lpfa sweep {sweep.name}: {len(sweep.runs)} runs, executor {executor}, store {store}",
         flush=True,
     )
-    out = run_sweep(
-        sweep,
-        store,
-        executor=executor,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        retries=args.retries,
-        progress=False if args.quiet else None,
-    )
+    try:
+        out = run_sweep(
+            sweep,
+            store,
+            executor=executor,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            scheduler_timeout=args.scheduler_timeout,
+            retries=args.retries,
+            progress=False if args.quiet else None,
+        )
+    except SweepInterrupted as err:
+        print(err, file=sys.stderr)
+        return 130
     print(
         f"{out.done} done, {out.failed} failed, {out.diverged} diverged, "
         f"{out.skipped} already done; {out.seconds:.1f} s"
@@ -144,30 +165,42 @@ def write_block(path: str | Path, name: str, text: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[object]:
+    """The store at ``path`` opened read-only; an SQLite error while reading it (a file damaged
+    past its header) is one :class:`ConfigError` naming the file."""
+    from lpfa.store import Store
+
+    try:
+        with Store(path, readonly=True) as db:
+            yield db
+    except sqlite3.DatabaseError as err:
+        raise ConfigError("store", path, f"cannot be read: {err}") from None
+
+
 def _results(args: argparse.Namespace) -> int:
     from lpfa import store as S
 
-    if not Path(args.store).is_file():
-        raise ConfigError("store", args.store, "file not found")
     if args.paper:
         from lpfa.sweep import load_spec, paper_table
 
         sweep = load_spec(args.paper, quick=args.quick)
-        table = paper_table(sweep, args.store)
+        with _reading(args.store) as db:
+            table = paper_table(sweep, db)
         print(table)
         if args.write:
             print(f"wrote {write_block(args.write, sweep.name, table)}")
         return 0
     if args.write:
         raise ConfigError("--write", args.write, "needs --paper SPEC")
-    with S.Store(args.store) as db:
+    with _reading(args.store) as db:
         counts = db.sweeps()
         name = S.pick_sweep(db, args.sweep)
         rows = S.results(db, sweep=name, by=args.by, metrics=args.metric)
-        status = ", ".join(f"{n} {s}" for s, n in sorted(counts[name].items()))
-        print(f"sweep {name}: {status}\n")
-        print(S.format_table(rows))
         bad = db.runs(name, ("failed", "diverged"))
+    status = ", ".join(f"{n} {s}" for s, n in sorted(counts[name].items()))
+    print(f"sweep {name}: {status}\n")
+    print(S.format_table(rows))
     for r in bad:
         print(f"{r['status']}: {r['label']} seed {r['seed']}: {r['error']}", file=sys.stderr)
     return 0
@@ -176,9 +209,7 @@ def _results(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from lpfa import store as S
 
-    if not Path(args.store).is_file():
-        raise ConfigError("store", args.store, "file not found")
-    with S.Store(args.store) as db:
+    with _reading(args.store) as db:
         name = S.pick_sweep(db, args.sweep)
         out = args.out or Path("results") / f"{name}_{args.y}_vs_{args.x}.png"
         path = S.plot(db, out, x=args.x, y=args.y, hue=args.hue, sweep=name)

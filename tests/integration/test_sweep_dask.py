@@ -73,3 +73,51 @@ def test_dask_reruns_the_run_of_a_worker_that_died(tmp_path, monkeypatch):
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert (out.done, out.failed) == (1, 0)
     assert (tmp_path / "marker").read_text() == "died"
+
+
+def test_an_unreachable_scheduler_is_one_line_after_the_timeout(tmp_path, capsys):
+    import socket
+    import time
+
+    import lpfa.cli
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(
+        'name = "tiny"\nseeds = [0]\n[set]\n'
+        + "\n".join(f"{k} = {lpfa.sweep._toml(v)}" for k, v in BASE.items())
+    )
+    address = f"tcp://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    argv = ["sweep", str(spec), "--store", str(tmp_path / "s.sqlite"), "--scheduler", address,
+            "--scheduler-timeout", "1", "--quiet"]  # fmt: skip
+    code = lpfa.cli.main(argv)
+    took = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"error: --scheduler={address!r}: no Dask scheduler answered within 1 s "
+        "(--scheduler-timeout SECONDS waits longer)\n"
+    )
+    assert took < 10
+
+
+def test_local_cluster_workers_get_their_share_of_blas_threads(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    from lpfa.threads import set_threads, usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("one core: every share is one thread")
+    set_threads(usable_cores())  # not what two workers should get
+    sw = tiny(seeds=[0], axes={"channel.rule": ["bp"]})
+    try:
+        run_sweep(sw, tmp_path / "s.sqlite", executor="dask", workers=2, processes=False,
+                  progress=False)  # fmt: skip
+        # threads of this process are the workers: the limit is set process-wide
+        threads = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+    finally:
+        set_threads(None)
+    assert threads == usable_cores() // 2

@@ -1,6 +1,12 @@
 """The results store: round trips, transactions, concurrent writers, the reading API."""
 
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +158,191 @@ def test_results_as_a_dataframe(filled):
 def test_plot_writes_a_figure(filled, tmp_path):
     path = plot(filled, tmp_path / "fig.png", x="label", y="test_accuracy", hue="rule")
     assert path.stat().st_size > 1000
+
+
+# --- readers only read; files that are no lpfa store ------------------------------------------
+
+
+def _snapshot(path):
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def test_readers_open_read_only_and_never_write_into_the_file(filled):
+    before = _snapshot(filled)
+    with Store(filled, readonly=True) as db:
+        assert db.mode == "ro"
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db._db.execute("CREATE TABLE intruder (x)")
+        assert len(db.runs("sw")) == 5
+    results(filled, by=["rule"])
+    runs(filled)
+    plot(filled, filled.parent / "fig.png", x="label", y="test_accuracy")
+    assert _snapshot(filled) == before
+
+
+def test_readers_never_create_tables_in_a_foreign_database(tmp_path):
+    path = tmp_path / "other.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (name TEXT)")
+    con.commit()
+    con.close()
+    before = _snapshot(path)
+    for read in (lambda: results(path), lambda: runs(path), lambda: Store(path)):
+        with pytest.raises(ConfigError) as info:
+            read()
+        assert str(info.value).startswith(f"store={str(path)!r}: is not an lpfa results store")
+        assert "customers" in str(info.value)
+    assert _snapshot(path) == before
+    con = sqlite3.connect(path)
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["customers"]
+    con.close()
+
+
+def _truncated(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [
+        (lambda p: p.write_bytes(b"this is no database, just text\n" * 200),
+         "is not a readable SQLite file"),
+        (_truncated, "is "),
+        (lambda p: p.write_bytes(b""), "is not an lpfa results store (an empty SQLite file)"),
+    ],
+)  # fmt: skip
+def test_a_garbage_truncated_or_empty_file_is_one_error_naming_it(filled, damage, what):
+    with Store(filled) as db:  # checkpoint the WAL into the main file before cutting it
+        db._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage(filled)
+    before = _snapshot(filled)
+    with pytest.raises(ConfigError) as info:
+        results(filled)
+    message = str(info.value)
+    assert message.startswith(f"store={str(filled)!r}: {what}")
+    assert "\n" not in message
+    assert _snapshot(filled) == before
+
+
+def test_a_store_of_a_newer_schema_is_refused_by_readers_and_writers(filled):
+    con = sqlite3.connect(filled)
+    con.execute("PRAGMA user_version = 7")
+    con.close()
+    for read in (lambda: results(filled), lambda: Store(filled)):
+        with pytest.raises(ConfigError, match="newer lpfa \\(store schema 7; this lpfa reads"):
+            read()
+
+
+def test_the_schema_version_is_stored_and_old_stores_still_read(tmp_path, filled):
+    con = sqlite3.connect(filled)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    con.execute("PRAGMA user_version = 0")  # a store written before user_version was set
+    con.close()
+    assert results(filled, by=["rule"])[0]["n"] == 3
+
+
+def test_a_read_only_store_on_a_read_only_mount_is_readable(filled, tmp_path):
+    """As root, chmod does not stop writes: the reader then runs under a read-only bind mount
+    of the folder (in a mount namespace of its own)."""
+    with Store(filled) as db:
+        expected = results(db, by=["rule"])
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    copy = folder / "s.sqlite"
+    shutil.copy(filled, copy)
+    code = (
+        "import json, sys; from lpfa.store import results; "
+        "print(json.dumps(results(sys.argv[1], by=['rule'])))"
+    )
+    cmd = [sys.executable, "-c", code, str(copy)]
+    if os.geteuid() == 0:
+        mount = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+        probe = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", str(folder)]
+        if shutil.which("unshare") is None or subprocess.run([*probe, "true"]).returncode:
+            pytest.skip("root without a mount namespace: no way to make the folder read-only")
+        cmd = [*probe, *cmd]
+    copy.chmod(0o444)
+    folder.chmod(0o555)
+    before = _snapshot(copy)
+    try:
+        src = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": src}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=src, timeout=60)
+    finally:
+        folder.chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == expected
+    assert sorted(p.name for p in folder.iterdir()) == ["s.sqlite"]
+    assert _snapshot(copy) == before
+
+
+def test_non_finite_values_are_stored_as_null_and_a_nan_loss_as_diverged(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as db:
+        rows = history(0, 0.4)
+        rows[-1] = {**rows[-1], "angle_1": float("nan"), "test_nse": float("inf")}
+        ok = db.start("sw", "a", "h-a", 0, CONFIG, {"x": float("nan")}, [0])
+        db.finish(ok, "done", rows)
+        bad_rows = history(1, 0.4)
+        bad_rows[-1] = {**bad_rows[-1], "test_loss": float("nan")}
+        bad = db.start("sw", "a", "h-a", 1, CONFIG, {}, [1])
+        db.finish(bad, "done", bad_rows)
+    con = sqlite3.connect(path)
+    texts = [r[0] for r in con.execute("SELECT metrics_json FROM epochs")]
+    texts += [r[0] for r in con.execute("SELECT axes_json FROM runs")]
+    finals = dict(con.execute("SELECT key, value FROM finals WHERE run_id = ?", (ok,)).fetchall())
+    status = dict(con.execute("SELECT seed, status FROM runs").fetchall())
+    error = con.execute("SELECT error FROM runs WHERE id = ?", (bad,)).fetchone()[0]
+    con.close()
+    strict = lambda c: pytest.fail(f"bare {c} in the store")  # noqa: E731
+    decoded = [json.loads(t, parse_constant=strict) for t in texts]
+    assert decoded[2]["angle_1"] is None
+    assert decoded[-2] == {"x": None}
+    assert finals["angle_1"] is None
+    assert finals["test_nse"] is None
+    assert finals["test_acc"] == pytest.approx(0.8)
+    assert status == {0: "done", 1: "diverged"}
+    assert error == "test_loss=nan at epoch 2"
+
+
+def test_readers_close_their_connections(filled, monkeypatch):
+    opened = []
+    real = sqlite3.connect
+
+    def tracking(*args, **kwargs):
+        con = real(*args, **kwargs)
+        opened.append(con)
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", tracking)
+    results(filled, by=["rule"])
+    runs(filled)
+    assert opened
+    for con in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            con.execute("SELECT 1")
+
+
+# --- mean ± std over the seeds of one configuration -------------------------------------------
+
+
+def test_results_refuse_to_pool_different_configurations(filled):
+    with Store(filled) as db:  # a second bp configuration (another lr), under its own label
+        cfg = {**CONFIG, "seeds": [0], "train": {"lr": 0.5}}
+        run_id = db.start("sw", "c", "h-c", 0, cfg, {}, [0])
+        db.finish(run_id, "done", history(0, 0.9))
+    with pytest.raises(ConfigError) as info:
+        results(filled, by=["rule"])
+    message = str(info.value)
+    assert message.startswith("--by='rule': the group channel.rule=bp holds 2 configurations")
+    assert "differ in train.lr" in message
+    assert [r["n"] for r in results(filled, by=["label"])] == [3, 2, 1]
+    assert [r["n"] for r in results(filled, by=["rule", "train.lr"])] == [3, 2, 1]
+
+
+def test_plot_refuses_the_seed_as_an_axis(filled, tmp_path):
+    for kw in ({"x": "seed"}, {"x": "label", "hue": "seed"}):
+        with pytest.raises(ConfigError, match="the seed cannot be an axis"):
+            plot(filled, tmp_path / "fig.png", y="test_acc", **kw)
+    assert not (tmp_path / "fig.png").exists()

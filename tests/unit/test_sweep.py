@@ -127,6 +127,36 @@ def test_invalid_specs_are_refused_naming_the_spec_field(extra, message):
     assert message in str(info.value)
 
 
+def test_two_grids_with_one_label_are_refused_when_the_spec_loads():
+    with pytest.raises(ConfigError) as info:
+        parse_spec(spec(grid=[
+            {"label": "baseline", "set": {"channel.rule": "bp"}},
+            {"label": "baseline", "set": {"channel.rule": "rbp"}},
+        ]))  # fmt: skip
+    assert str(info.value).startswith("grid[1].label='baseline': is also the label of grid[0]")
+
+
+@pytest.mark.parametrize(
+    ("extra", "override", "message"),
+    [
+        ({"axes": {"channel.rule": ["bp", "rbp"]}}, "channel.rule=srbp",
+         "--set channel.rule='srbp': the spec's axes.channel.rule sets this field too"),
+        ({"zip": {"channel.rule": ["rbp", "srbp"], "channel.adapt_lr": [0.1, 1.0]}},
+         "channel.adapt_lr=0.5",
+         "--set channel.adapt_lr='0.5': the spec's zip.channel.adapt_lr sets this field too"),
+        ({"grid": [{"set": {"train.lr": 0.02}}]}, "train.lr=0.5",
+         "--set train.lr='0.5': the spec's grid[0].set.train.lr sets this field too"),
+    ],
+)  # fmt: skip
+def test_a_set_of_a_field_that_the_grid_sets_is_refused_naming_both(extra, override, message):
+    with pytest.raises(ConfigError) as info:
+        parse_spec(spec(**extra), overrides=[override])
+    assert str(info.value).startswith(message)
+    # a --set of the spec's own [set] is what --set is for
+    sw = parse_spec(spec(**extra), overrides=["train.epochs=1"])
+    assert all(r.config.train.epochs == 1 for r in sw.runs)
+
+
 def test_quick_without_a_quick_table_is_refused():
     with pytest.raises(ConfigError, match="no \\[quick\\] table"):
         parse_spec(spec(), quick=True)
@@ -193,7 +223,7 @@ def test_a_run_that_raises_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path)
     with Store(tmp_path / "s.sqlite") as db:
         (bad,) = db.runs("tiny", "failed")
     assert bad["axes"] == {"train.batch_size": 1000}
-    assert "larger than the 100 training examples" in bad["error"]
+    assert "the 100 training examples" in bad["error"]
     assert "Traceback" in bad["traceback"]
 
 
@@ -359,3 +389,63 @@ def test_importing_the_sweep_modules_does_not_import_dask():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_readers_refuse_a_foreign_database_in_one_line(cli, tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "other.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (name TEXT)")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    for argv in (["results", str(path)], ["plot", str(path), "--x", "rule", "--y", "test_nse"]):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: store={str(path)!r}: is not an lpfa results store")
+        assert err.count("\n") == 1
+    assert path.read_bytes() == before
+
+
+def test_results_into_a_closed_pipe_is_quiet(spec_file, tmp_path):
+    """``lpfa results STORE | head``: the reader goes away; no traceback, no noise."""
+    store = tmp_path / "s.sqlite"
+    run_sweep(load_spec(spec_file), store, progress=False)
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before lpfa writes a line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lpfa.cli", "results", str(store)], stdout=write,
+            stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode in (0, 1)
+
+
+def _blas_threads(config, **kwargs):
+    """Instead of training: one history row holding the worker's BLAS thread limit."""
+    from threadpoolctl import threadpool_info
+
+    threads = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+    members = {
+        s: {"status": "done", "error": None, "traceback": None,
+            "history": [{"epoch": 0, "seed": s, "blas_threads": threads}]}
+        for s in config["seeds"]
+    }  # fmt: skip
+    return {"members": members, "seconds": 0.0, "versions": {}}
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_pool_workers_get_cores_divided_by_workers_blas_threads(tmp_path, monkeypatch, workers):
+    from lpfa.threads import usable_cores
+
+    monkeypatch.setattr(lpfa.sweep, "execute_pack", _blas_threads)
+    sw = parse_spec(spec(axes={"channel.rule": ["bp", "rbp"]}, pack=False))
+    run_sweep(sw, tmp_path / "s.sqlite", executor="process", workers=workers, progress=False)
+    with Store(tmp_path / "s.sqlite") as db:
+        threads = {r["finals"]["blas_threads"] for r in db.runs("tiny")}
+    assert threads == {max(1, usable_cores() // workers)}
