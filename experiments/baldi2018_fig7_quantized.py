@@ -13,7 +13,9 @@ Two things the paper leaves open, as flags (docs/results.md has the runs of each
 the lowest level to it; ``--underflow zero`` sends values under half a log-step below the lowest
 level to 0 (``flush_to_zero=True``: a zero code below the range, as in Miyashita et al.'s 2016
 log quantizer). ``--update-of step`` (default) quantizes each example's step
-η·R_b ⊗ O_b, ``--update-of gradient`` its gradient R_b ⊗ O_b before η.
+η·R_b ⊗ O_b, ``--update-of gradient`` its gradient R_b ⊗ O_b before η. Without ``--out``, a
+reading other than the defaults gets its own folder (e.g.
+``results/baldi2018_fig7_quantized-underflow_zero``).
 
 Paper (test accuracy %, 5 / 3 / 1 bits): error BP 97.6 / 96.5 / 94.6, RBP 95.4 / 92.5 / 89.8,
 SRBP 95.1 / 93.2 / 91.6; update BP 95.2 / 96.5 / 92.5, RBP 94.0 / 91.0 / 9.6, SRBP 93.3 / 92.2 /
@@ -33,9 +35,10 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
-from lpfa.plots import pyplot
+from lpfa.experiment import Results, accuracy_rows, obtain, parser, script, shrink, variants
+from lpfa.plots import mark_diverged, pyplot, save
 from lpfa.report import comparison_table
+from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("bp", "rbp", "srbp")
@@ -102,15 +105,19 @@ def configs(
     return {**error, **update}
 
 
-def plot(runs: dict[str, list], path: Path, reading: str = "") -> None:
-    """Test accuracy against bits, one line per rule, error and update panels (Fig. 7-8 style)."""
+def plot(results: Results, path: Path, reading: str = "") -> None:
+    """Test accuracy against bits, one line per rule, error and update panels (Fig. 7-8 style).
+
+    A point is the mean over the seeds of one label; a diverged label has no point, only a
+    cross on the bottom edge saying so.
+    """
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, channel in zip(axes, ("error", "update"), strict=True):
         for rule in RULES:
             xs, ours, paper = [], [], []
             for b in sorted(BITS):
-                h = runs.get(f"{channel}{b}_{rule}")
+                h = results.done.get(f"{channel}{b}_{rule}")
                 if not h:
                     continue
                 last = max(r["epoch"] for r in h)
@@ -118,38 +125,41 @@ def plot(runs: dict[str, list], path: Path, reading: str = "") -> None:
                 xs.append(b)
                 ours.append(sum(acc) / len(acc))
                 paper.append(PAPER[f"{channel}{b}_{rule}"])
+            color = f"C{RULES.index(rule)}"
             if xs:
-                (line,) = ax.plot(xs, ours, "o-", label=f"{rule.upper()} (lpfa)")
-                ax.plot(
-                    xs,
-                    paper,
-                    "x--",
-                    color=line.get_color(),
-                    alpha=0.6,
-                    label=f"{rule.upper()} (paper)",
-                )
+                ax.plot(xs, ours, "o-", color=color, label=f"{rule.upper()} (lpfa)")
+                ax.plot(xs, paper, "x--", color=color, alpha=0.6, label=f"{rule.upper()} (paper)")
+            for b in BITS:
+                epoch = results.diverged.get(f"{channel}{b}_{rule}")
+                if epoch is not None:
+                    mark_diverged(ax, b, f"{rule.upper()} diverged (epoch {epoch})", color)
         epochs = {
-            max(r["epoch"] for r in h) for k, h in runs.items() if k.startswith(channel) and h
+            max(r["epoch"] for r in h)
+            for k, h in results.done.items()
+            if k.startswith(channel) and h
         }
         shown = f", epoch {max(epochs)}" if epochs else ""
         ax.set_xlabel("bits (eq. 19)")
         ax.set_title(f"{channel} channel{shown} (paper: epoch 100)", fontsize=10)
         ax.set_xticks(sorted(BITS))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[1].legend(fontsize=7)
+    axes[0].set_ylabel("test accuracy (%, mean over seeds)")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     if reading:
         fig.suptitle(reading, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
+@script
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, "results/baldi2018_fig7_quantized")
     p.add_argument("--update-epochs", type=int, default=100, help="epochs of the update rows")
     p.add_argument(
-        "--only", default="", help="comma-separated label prefixes to run, e.g. error,update5"
+        "--only",
+        default="",
+        help="comma-separated label prefixes to run, e.g. error,update5; finished labels are kept",
     )
     p.add_argument(
         "--underflow",
@@ -164,7 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         help="update rows quantize each example's step η·R⊗O (default) or its gradient R⊗O",
     )
     args = p.parse_args(argv)
-    out = Path(args.out)
+    # each reading has its own default folder: one never replaces another's runs
+    args.default_out += "".join(
+        f"-{flag}_{value}"
+        for flag, value, default in (
+            ("underflow", args.underflow, "lowest"),
+            ("update_of", args.update_of, "step"),
+        )
+        if value != default
+    )
     cfgs = configs(
         args.quick,
         args.seeds,
@@ -173,19 +191,26 @@ def main(argv: list[str] | None = None) -> int:
         UNDERFLOW[args.underflow],
         args.update_of == "gradient",
     )
+    only = None
     if args.only:
         prefixes = tuple(filter(None, (s.strip() for s in args.only.split(","))))
-        cfgs = {k: v for k, v in cfgs.items() if k.startswith(prefixes)}
-        if not cfgs:
+        only = [k for k in cfgs if k.startswith(prefixes)]
+        if not only:
             p.error(f"--only={args.only!r}: matches no label (error1_bp ... update5_srbp)")
-    runs = obtain(args, cfgs)
-    table = comparison_table(accuracy_rows(runs, PAPER, TARGETS), unit="test accuracy %")
-    (out / "table.md").write_text(
-        "# Baldi et al. 2018, Table 1, quantized channels (MNIST)\n\n" + table
+    results = obtain(args, cfgs, only)
+    out = results.out
+    table = comparison_table(accuracy_rows(results, PAPER, TARGETS), unit="test accuracy %")
+    atomic_write_text(
+        out / "table.md", "# Baldi et al. 2018, Table 1, quantized channels (MNIST)\n\n" + table
     )
-    plot(runs, out / "bits_accuracy.png", f"underflow={args.underflow}, update of {args.update_of}")
+    plot(
+        results,
+        out / "bits_accuracy.png",
+        f"underflow={args.underflow}, update of {args.update_of}",
+    )
     print(table)
-    return 0
+    results.report()
+    return results.exit_code
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
+from lpfa.experiment import accuracy_rows, obtain, parser, script, shrink, variants
 from lpfa.plots import curves
 from lpfa.report import comparison_table
+from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"bp": 97.9, "rbp": 97.2, "srbp": 97.2, "top": 84.7}
@@ -37,29 +38,32 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     return variants(base, {rule: {"rule": rule} for rule in PAPER})
 
 
+@script
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__, "results/baldi2018_table1_baseline").parse_args(argv)
-    out = Path(args.out)
-    cfgs = configs(args.quick, args.seeds, args.backend)
-    runs = obtain(args, cfgs)
+    results = obtain(args, configs(args.quick, args.seeds, args.backend))
+    out = results.out
     labels = {r: ("top layer only" if r == "top" else r.upper()) for r in PAPER}
-    rows = accuracy_rows(runs, PAPER, TARGETS, labels)
+    rows = accuracy_rows(results, PAPER, TARGETS, labels)
     table = comparison_table(rows, unit="test accuracy %")
-    (out / "table.md").write_text("# Baldi et al. 2018, Table 1, MNIST baseline\n\n" + table)
+    atomic_write_text(out / "table.md", "# Baldi et al. 2018, Table 1, MNIST baseline\n\n" + table)
     curves(
-        runs,
+        results.runs,
         [("train_acc", "training accuracy"), ("test_acc", "test accuracy")],
         out / "accuracy.png",
         title="Baldi et al. 2018 Fig. 1: MNIST 784-100x4-10 tanh",
+        diverged=results.diverged,
     )
     curves(
-        runs,
+        results.runs,
         [("angle_1", "layer 1"), ("angle_2", "layer 2"), ("angle_4", "layer 4")],
         out / "angles.png",
         title="angle between the rule's and BP's hidden updates (°)",
+        diverged=results.diverged,
     )
     print(table)
-    return 0
+    results.report()
+    return results.exit_code
 
 
 if __name__ == "__main__":

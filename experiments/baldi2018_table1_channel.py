@@ -24,9 +24,10 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, obtain, parser, shrink, variants
+from lpfa.experiment import accuracy_rows, obtain, parser, script, shrink, variants
 from lpfa.plots import curves
 from lpfa.report import comparison_table
+from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,43 +61,46 @@ PAPER = {
 TARGETS = {k: (v - 1.5, v + 1.5) for k, v in PAPER.items()}
 
 
-def configs(
-    quick: bool, seeds: int | None, backend: str, only: list[str]
-) -> dict[str, C.RunConfig]:
+def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConfig]:
     base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
     base = dataclasses.replace(base, seeds=tuple(range(seeds or 1)), backend=backend)
     if quick:
         base = shrink(base, epochs=3)
-    chosen = {k: v for k, v in CHANNELS.items() if not only or k in only}
-    return variants(base, chosen)
+    return variants(base, CHANNELS)
 
 
+@script
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, "results/baldi2018_table1_channel")
-    p.add_argument("--only", default="", help="comma-separated labels to run (default: all)")
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated labels to run (default: all); finished labels are kept",
+    )
     args = p.parse_args(argv)
-    out = Path(args.out)
     only = [s for s in args.only.split(",") if s]
     unknown = set(only) - set(CHANNELS)
     if unknown:
         p.error(f"--only: unknown labels {sorted(unknown)}; allowed: {', '.join(CHANNELS)}")
-    cfgs = configs(args.quick, args.seeds, args.backend, only)
-    runs = obtain(args, cfgs)
-    table = comparison_table(accuracy_rows(runs, PAPER, TARGETS), unit="test accuracy %")
-    (out / "table.md").write_text(
-        "# Baldi et al. 2018, Table 1, channel variants (MNIST)\n\n" + table
+    results = obtain(args, configs(args.quick, args.seeds, args.backend), only or None)
+    out = results.out
+    table = comparison_table(accuracy_rows(results, PAPER, TARGETS), unit="test accuracy %")
+    atomic_write_text(
+        out / "table.md", "# Baldi et al. 2018, Table 1, channel variants (MNIST)\n\n" + table
     )
     for group in ("nofp", "adaptive", "sparse", "dropout"):
-        sub = {k: v for k, v in runs.items() if k.startswith(group)}
+        sub = {k: v for k, v in results.runs.items() if k.startswith(group)}
         if sub:
             curves(
                 sub,
                 [("test_acc", "test accuracy")],
                 out / f"{group}.png",
                 title=f"Baldi et al. 2018: {group} variants",
+                diverged=results.diverged,
             )
     print(table)
-    return 0
+    results.report()
+    return results.exit_code
 
 
 if __name__ == "__main__":

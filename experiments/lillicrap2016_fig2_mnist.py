@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.experiment import obtain, parser, shrink, variants
+from lpfa.experiment import Results, obtain, parser, script, shrink, variants
 from lpfa.plots import curves
+from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = {
@@ -53,19 +54,42 @@ def error_at(history: list, epoch: int) -> np.ndarray:
     return np.array([100 * (1 - r["test_acc"]) for r in history if r["epoch"] == epoch])
 
 
-def table(runs: dict[str, list]) -> tuple[str, int]:
-    bp = runs["bp"]
-    epochs = sorted({r["epoch"] for r in bp if r["epoch"] > 0})
-    stop = min(epochs, key=lambda e: error_at(bp, e).mean())
+def stopping_epoch(results: Results) -> tuple[int, str]:
+    """The epoch where BP's mean test error is lowest, and a sentence saying how it was chosen.
+
+    Without a finished BP run (diverged, or not run yet), the last epoch of the others.
+    """
+    bp = results.done.get("bp")
+    if bp:
+        epochs = sorted({r["epoch"] for r in bp if r["epoch"] > 0})
+        stop = min(epochs, key=lambda e: error_at(bp, e).mean())
+        return stop, (
+            f"Stopped at epoch {stop}, where backprop's mean test error is lowest "
+            f"(of epochs 1-{epochs[-1]})."
+        )
+    stop = min(max(r["epoch"] for r in h) for h in results.done.values())
+    why = "diverged" if "bp" in results.diverged else "has not run"
+    return stop, f"Backprop {why}: shown at epoch {stop}, the last epoch of every other rule."
+
+
+def table(results: Results) -> tuple[str, int]:
+    """Test error at the stopping epoch per rule; a diverged rule is marked, without numbers."""
+    stop, sentence = stopping_epoch(results) if results.done else (0, "Every rule diverged.")
     lines = [
-        f"Stopped at epoch {stop}, where backprop's mean test error is lowest "
-        f"(of epochs 1-{epochs[-1]}).",
+        sentence,
         "",
         "| rule | test error % at stop (mean, min–max) | seeds | paper (n = 20) | ours − paper "
         "| bar | meets |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key, history in runs.items():
+    for key, history in results.runs.items():
+        if key in results.diverged:
+            lines.append(
+                f"| {LABELS[key]} | **diverged in epoch {results.diverged[key]}** | "
+                f"{len(results.seeds[key])} | {PAPER[key]:.1f} | — | ≤ {BAR[key]} "
+                "| **no** (diverged) |"
+            )
+            continue
         err = error_at(history, stop)
         ok = err.mean() <= BAR[key]
         lines.append(
@@ -76,21 +100,23 @@ def table(runs: dict[str, list]) -> tuple[str, int]:
     return "\n".join(lines) + "\n", stop
 
 
+@script
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__, "results/lillicrap2016_fig2_mnist").parse_args(argv)
-    out = Path(args.out)
-    cfgs = configs(args.quick, args.seeds, args.backend)
-    runs = obtain(args, cfgs)
-    for history in runs.values():
+    results = obtain(args, configs(args.quick, args.seeds, args.backend))
+    out = results.out
+    for history in results.runs.values():
         for r in history:
-            r["test_error"] = 100 * (1 - r["test_acc"])
-    named = {LABELS[k]: v for k, v in runs.items()}
+            r["test_error"] = None if r["test_acc"] is None else 100 * (1 - r["test_acc"])
+    named = {LABELS[k]: v for k, v in results.runs.items()}
+    diverged = {LABELS[k]: e for k, e in results.diverged.items()}
     curves(
         named,
         [("test_error", "test error (%)")],
         out / "test_error.png",
         title="Lillicrap et al. 2016 Fig. 2a: MNIST 784-1000-10",
         logy=["test_error"],
+        diverged=diverged,
     )
     curves(
         {k: v for k, v in named.items() if k != "backprop"},
@@ -101,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         ],
         out / "alignment.png",
         title="Fig. 2b: alignment of the hidden update with backprop",
+        diverged=diverged,
     )
-    text, _ = table(runs)
-    (out / "table.md").write_text("# Lillicrap et al. 2016, Fig. 2a (MNIST)\n\n" + text)
+    text, _ = table(results)
+    atomic_write_text(out / "table.md", "# Lillicrap et al. 2016, Fig. 2a (MNIST)\n\n" + text)
     print(text)
-    return 0
+    results.report()
+    return results.exit_code
 
 
 if __name__ == "__main__":

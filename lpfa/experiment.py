@@ -3,29 +3,125 @@
 An experiment reproduces one figure or table: it trains a few named configurations (each an
 ensemble over seeds), writes each run's files under ``OUT/<label>/``, one ``results.csv`` of final
 metrics per label and seed, and leaves the table and plots to the script.
+
+The run folders are the record; everything else is rebuilt from them. A label whose folder says
+``"done"`` or ``"diverged"`` for the same configuration is finished and is not trained again, so
+an interrupted experiment resumes where it stopped, ``--only`` chunks merge, and ``--plot-only``
+rebuilds ``results.csv``, the table and the plots from what is there. A diverged label is never
+reported with the numbers of the epochs before it diverged: every table and plot marks it.
+
+Exit status of a script (:func:`script`): 0, or 3 when a label diverged (after writing
+everything else), 2 on bad input (one line naming the field), 130 after Ctrl-C.
 """
 
 import argparse
 import csv
 import dataclasses
+import functools
+import io
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lpfa.backend import BACKENDS
 from lpfa.cli import add_set_option
-from lpfa.config import ChannelConfig, RunConfig, apply_overrides, from_dict, to_dict
+from lpfa.config import ChannelConfig, ConfigError, RunConfig, apply_overrides, from_dict, to_dict
+from lpfa.data import DataError
 from lpfa.report import read_history
-from lpfa.runfiles import RunWriter
-from lpfa.train import DivergenceError, train
+from lpfa.runfiles import RunWriter, atomic_write_text, check_out, dump_json, read_status
+from lpfa.train import DivergenceError, preflight, train
 
-__all__ = ["load_runs", "parser", "run_all"]
+__all__ = [
+    "EXIT_DIVERGED",
+    "FINISHED",
+    "Interrupted",
+    "Results",
+    "accuracy_rows",
+    "collect",
+    "final_rows",
+    "finished",
+    "obtain",
+    "out_folder",
+    "parser",
+    "run_all",
+    "script",
+    "shrink",
+    "variants",
+    "write_results",
+]
+
+#: Statuses of a run folder whose run has ended by itself: training the same configuration
+#: again gives the same outcome, so it is kept.
+FINISHED = ("done", "diverged")
+
+#: Exit status when a label diverged (as ``lpfa train``).
+EXIT_DIVERGED = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a label: its folder says "interrupted"; the finished labels are kept."""
+
+    def __init__(self, label: str, epoch: int, out: Path):
+        self.label, self.epoch, self.out = label, epoch, out
+        super().__init__(
+            f"interrupted: {label} at epoch {epoch}; finished labels are kept in {out}; "
+            "run the same command again to resume"
+        )
+
+
+@dataclasses.dataclass
+class Results:
+    """The finished labels of an experiment, read back from its run folders.
+
+    Attributes
+    ----------
+    out : Path
+        The experiment's folder.
+    runs : dict
+        label -> history rows, for every finished label (done or diverged), in the experiment's
+        order.
+    diverged : dict
+        label -> the epoch in which it diverged.
+    seeds : dict
+        label -> the seeds of its members.
+    missing : list of str
+        Labels of the experiment without a finished run in ``out``.
+    configs : dict
+        label -> the experiment's config (``--set`` applied), when :func:`obtain` made it.
+    """
+
+    out: Path
+    runs: dict[str, list[dict[str, Any]]]
+    diverged: dict[str, int]
+    seeds: dict[str, list[int]]
+    missing: list[str]
+    configs: dict[str, RunConfig] = dataclasses.field(default_factory=dict)
+
+    @property
+    def done(self) -> dict[str, list[dict[str, Any]]]:
+        """label -> history of the labels that finished without diverging."""
+        return {k: h for k, h in self.runs.items() if k not in self.diverged}
+
+    @property
+    def exit_code(self) -> int:
+        """3 when any label diverged, else 0."""
+        return EXIT_DIVERGED if self.diverged else 0
+
+    def report(self) -> None:
+        """One line on stderr naming the diverged labels, if any."""
+        if self.diverged:
+            names = ", ".join(f"{k} (epoch {e})" for k, e in self.diverged.items())
+            print(f"diverged: {names}; see {self.out / 'results.csv'}", file=sys.stderr)
 
 
 def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
-    """The flags every experiment takes: --quick --backend --seeds --out --plot-only."""
+    """The flags every experiment takes: --quick --backend --seeds --out --plot-only --set.
+
+    Without ``--out``, results go to ``default_out``, and ``--quick`` runs to
+    ``default_out-quick`` (:func:`out_folder`), so a quick run never replaces a full one.
+    """
     p = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -36,73 +132,216 @@ def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=None, help="members per configuration (ensemble size)"
     )
-    p.add_argument("--out", default=default_out, help="output folder (default: %(default)s)")
-    p.add_argument("--plot-only", action="store_true", help="redraw table and plots from OUT")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"output folder (default: {default_out}, with --quick {default_out}-quick)",
+    )
+    p.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="rebuild results.csv, table and plots from the run folders in OUT",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_set_option(p, "a field of every configuration")
+    p.set_defaults(default_out=default_out)
     return p
+
+
+def out_folder(args: argparse.Namespace) -> Path:
+    """``--out`` if given, else the script's default folder (``-quick`` appended for --quick)."""
+    if args.out:
+        return Path(args.out)
+    return Path(args.default_out + ("-quick" if args.quick else ""))
+
+
+def script(body: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Wrap an experiment's ``main(argv) -> int``: one line and an exit status, no traceback.
+
+    Bad input (:class:`~lpfa.config.ConfigError`, :class:`~lpfa.data.DataError`) exits 2,
+    Ctrl-C exits 130, a file that cannot be written (disk full) exits 1; each prints one line on
+    stderr. The body returns 0, or :data:`EXIT_DIVERGED`.
+    """
+
+    @functools.wraps(body)
+    def main(argv: list[str] | None = None) -> int:
+        from lpfa.threads import set_threads
+
+        try:
+            set_threads()  # LPFA_THREADS, else the measured default; a bad value exits 2
+            return body(argv)
+        except (ConfigError, DataError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as err:
+            print(str(err) if isinstance(err, Interrupted) else "interrupted", file=sys.stderr)
+            return 130
+        except OSError as err:  # disk full, a folder made read-only during the run
+            print(
+                f"error: cannot write {err.filename or ''}: {err.strerror or err}", file=sys.stderr
+            )
+            return 1
+
+    return main
+
+
+def _plain(cfg: RunConfig) -> dict[str, Any]:
+    """A config as ``config.json`` stores it (strict JSON, read back)."""
+    return json.loads(dump_json(to_dict(cfg)))
+
+
+def finished(folder: Path, cfg: RunConfig) -> bool:
+    """Whether ``folder`` holds a finished run (:data:`FINISHED`) of exactly ``cfg``."""
+    if read_status(folder) not in FINISHED:
+        return False
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and saved.get("config") == _plain(cfg)
+
+
+def _write_index(out: Path, configs: Mapping[str, RunConfig]) -> None:
+    """``OUT/config.json``: every label's config, those of earlier runs kept (merged)."""
+    path = out / "config.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index = {}
+    if not isinstance(index, dict):
+        index = {}
+    index.update({label: to_dict(c) for label, c in configs.items()})
+    atomic_write_text(path, dump_json(index) + "\n")
 
 
 def run_all(
     configs: Mapping[str, RunConfig], out: Path, *, progress: bool | None = None
-) -> dict[str, list]:
-    """Train each config, writing ``OUT/<label>/{config.json,history.csv,summary.json}`` as it goes.
+) -> dict[str, str]:
+    """Train each config not yet finished in ``OUT/<label>/`` (config.json, history.csv,
+    summary.json, written by :class:`~lpfa.runfiles.RunWriter`).
 
-    A configuration that diverges is recorded (its summary says so) and the others still run.
-    Returns label -> history rows.
+    A label whose folder holds a finished run of the same config is kept, not retrained. A
+    configuration that diverges is recorded (its summary says so, with the epoch) and the others
+    still run.
+
+    Returns
+    -------
+    dict
+        label -> "done", "diverged" or "kept".
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C; the current label's folder then says "interrupted".
     """
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps({label: to_dict(c) for label, c in configs.items()}, indent=2) + "\n"
-    )
-    runs: dict[str, list] = {}
+    out = check_out(out)
+    _write_index(out, configs)
+    status: dict[str, str] = {}
     for label, cfg in configs.items():
-        writer = RunWriter(out / label, cfg)
-        print(
-            f"[{label}] {cfg.channel.rule.value}, {cfg.n_members} seeds, {cfg.train.epochs} epochs",
-            flush=True,
+        folder = out / label
+        if finished(folder, cfg):
+            print(f"[{label}] {read_status(folder)} earlier with this config: kept", flush=True)
+            status[label] = "kept"
+            continue
+        status[label] = _train_one(label, cfg, folder, progress)
+    return status
+
+
+def _train_one(label: str, cfg: RunConfig, folder: Path, progress: bool | None) -> str:
+    """Train one label into ``folder``; its final status."""
+    writer = RunWriter(folder, cfg)
+    print(
+        f"[{label}] {cfg.channel.rule.value}, {cfg.n_members} seeds, {cfg.train.epochs} epochs",
+        flush=True,
+    )
+    epoch = 0  # the epoch under way: epochs before it are in history.csv
+
+    def on_epoch(rows: list[dict[str, Any]]) -> None:
+        nonlocal epoch
+        writer.rows(rows)
+        epoch = rows[0]["epoch"] + 1
+
+    try:
+        result = train(cfg, progress=progress, on_epoch=on_epoch)
+    except DivergenceError as err:
+        print(f"[{label}] {err}", file=sys.stderr)
+        writer.summary(
+            {}, status="diverged", epoch=err.epoch, member=err.member, seed=err.seed, error=str(err)
         )
+        return "diverged"
+    except KeyboardInterrupt:
+        writer.summary({}, status="interrupted", epoch=epoch)
+        raise Interrupted(label, epoch, folder.parent) from None
+    writer.summary(result.summary, status="done", meta=result.meta)
+    return "done"
+
+
+def _diverged_epoch(folder: Path, history: list[dict[str, Any]]) -> int:
+    """The epoch a diverged run stopped in (summary.json's ``epoch``, else after its history)."""
+    try:
+        epoch = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        epoch = None
+    if isinstance(epoch, int):
+        return epoch
+    return max((r["epoch"] for r in history), default=-1) + 1
+
+
+def collect(out: Path, labels: Sequence[str]) -> Results:
+    """The finished runs among ``labels`` in ``out``, read from their folders."""
+    runs, diverged, seeds, missing = {}, {}, {}, []
+    for label in labels:
+        folder = out / label
+        status = read_status(folder)
+        if status not in FINISHED:
+            missing.append(label)
+            continue
+        path = folder / "history.csv"
+        runs[label] = read_history(path) if path.is_file() else []
         try:
-            result = train(cfg, progress=progress, on_epoch=writer.rows)
-        except DivergenceError as err:
-            print(f"[{label}] {err}", file=sys.stderr)
-            writer.summary({"name": label}, status="diverged", error=str(err))
-            runs[label] = err.history
-            continue
-        writer.summary(result.summary, status="done", meta=result.meta)
-        runs[label] = result.history
-    write_results(out, runs)
-    return runs
+            saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            seeds[label] = list(saved["seeds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            seeds[label] = sorted({r["seed"] for r in runs[label]})
+        if status == "diverged":
+            diverged[label] = _diverged_epoch(folder, runs[label])
+    return Results(out=out, runs=runs, diverged=diverged, seeds=seeds, missing=missing)
 
 
-def write_results(out: Path, runs: Mapping[str, list]) -> Path:
-    """``results.csv``: the last epoch of every label and member."""
+def final_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the last epoch of a history (one per member)."""
+    if not history:
+        return []
+    last = max(r["epoch"] for r in history)
+    return [dict(r) for r in history if r["epoch"] == last]
+
+
+def write_results(results: Results) -> Path:
+    """``results.csv``: the last epoch of every finished label and member, with its ``status``.
+
+    A diverged label has one row per member with ``status`` "diverged", ``epoch`` the epoch it
+    diverged in, and every metric empty.
+    """
     rows: list[dict[str, Any]] = []
-    for label, history in runs.items():
-        if not history:
-            continue
-        last = max(r["epoch"] for r in history)
-        rows += [{"label": label, **r} for r in history if r["epoch"] == last]
-    fields: list[str] = []
+    for label, history in results.runs.items():
+        if label in results.diverged:
+            blank = dict.fromkeys(history[0] if history else ())  # its columns, no numbers
+            epoch = results.diverged[label]
+            rows += [
+                {"label": label, "status": "diverged", **blank, "epoch": epoch, "member": m,
+                 "seed": s}
+                for m, s in enumerate(results.seeds[label])
+            ]  # fmt: skip
+        else:
+            rows += [{"label": label, "status": "done", **r} for r in final_rows(history)]
+    fields: list[str] = ["label", "status"]
     for r in rows:
         fields += [k for k in r if k not in fields]
-    path = out / "results.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows)
-    return path
-
-
-def load_runs(out: Path, labels: list[str]) -> dict[str, list]:
-    """Histories written by :func:`run_all` (for ``--plot-only``)."""
-    runs = {}
-    for label in labels:
-        path = out / label / "history.csv"
-        if not path.is_file():
-            raise SystemExit(f"--plot-only: {path} not found; run the experiment first")
-        runs[label] = read_history(path)
-    return runs
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows)
+    return atomic_write_text(results.out / "results.csv", text.getvalue())
 
 
 def variants(base: RunConfig, channels: Mapping[str, dict[str, Any]]) -> dict[str, RunConfig]:
@@ -116,31 +355,29 @@ def variants(base: RunConfig, channels: Mapping[str, dict[str, Any]]) -> dict[st
 
 
 def accuracy_rows(
-    runs: Mapping[str, list],
+    results: Results,
     paper: Mapping[str, float | None],
     targets: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for :func:`lpfa.report.comparison_table`: final test accuracy (%) over members."""
+    """Rows for :func:`lpfa.report.comparison_table`: final test accuracy (%) over the seeds of
+    each label (one configuration); a diverged label's row says so and has no numbers."""
     rows = []
-    for key, history in runs.items():
-        if not history:
+    for key, history in results.runs.items():
+        label = (labels or {}).get(key, key)
+        common = {"n": len(results.seeds[key]), "paper": paper.get(key)}
+        common["target"] = (targets or {}).get(key)
+        if key in results.diverged:
+            rows.append({"label": label, "diverged": results.diverged[key], **common})
             continue
-        last = max(r["epoch"] for r in history)
-        acc = [100 * r["test_acc"] for r in history if r["epoch"] == last]
+        last = final_rows(history)
+        if not last:
+            continue
+        acc = [100 * r["test_acc"] for r in last]
         mean = sum(acc) / len(acc)
         std = (sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) ** 0.5 if len(acc) > 1 else 0.0
-        label = (labels or {}).get(key, key)
-        rows.append(
-            {
-                "label": f"{label} (epoch {last})",
-                "mean": mean,
-                "std": std,
-                "n": len(acc),
-                "paper": paper.get(key),
-                "target": (targets or {}).get(key),
-            }
-        )
+        epoch = last[0]["epoch"]
+        rows.append({**common, "label": f"{label} (epoch {epoch})", "mean": mean, "std": std})
     return rows
 
 
@@ -155,17 +392,42 @@ def shrink(
     )
 
 
-def obtain(args: argparse.Namespace, configs: Mapping[str, RunConfig]) -> dict[str, list]:
-    """Train ``configs`` into ``args.out``, or with ``--plot-only`` read what an earlier run wrote
-    (the labels it has)."""
-    out = Path(args.out)
+def obtain(
+    args: argparse.Namespace,
+    configs: Mapping[str, RunConfig],
+    only: Sequence[str] | None = None,
+) -> Results:
+    """Train what is not finished of ``configs`` (only the labels ``only``, if given) into
+    :func:`out_folder`, then read every finished label back and write ``results.csv``.
+
+    With ``--plot-only`` nothing is trained. ``--set`` overrides are applied to every config and
+    validated before anything is written.
+
+    Raises
+    ------
+    ConfigError
+        A bad ``--set`` (nothing written), or ``--plot-only`` on a folder with no finished run.
+    """
+    out = out_folder(args)
     if args.set:
         configs = {
             k: from_dict(RunConfig, apply_overrides(to_dict(c), args.set))
             for k, c in configs.items()
         }
     if args.plot_only:
-        return load_runs(
-            out, [k for k in configs if (out / k / "history.csv").is_file()] or list(configs)
-        )
-    return run_all(configs, out, progress=False if args.quiet else None)
+        results = collect(out, list(configs))
+        if not results.runs:
+            raise ConfigError(
+                "--out", str(out), "holds no finished run of this experiment; run it first"
+            )
+        if results.missing:
+            print(f"--plot-only: not finished in {out}: {', '.join(results.missing)}")
+    else:
+        chosen = {k: c for k, c in configs.items() if only is None or k in only}
+        for cfg in chosen.values():  # bad input is refused before anything is written
+            preflight(cfg)
+        run_all(chosen, out, progress=False if args.quiet else None)
+        results = collect(out, list(configs))
+    results.configs = dict(configs)
+    write_results(results)
+    return results
