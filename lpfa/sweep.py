@@ -304,6 +304,9 @@ def parse_spec(
         Naming the spec field (``grid[2].axes.channel.dropout[1]=1.5: must be in [0, 1)``).
     """
     _check_keys(spec, SPEC_KEYS, "")
+    if not quick and "quick" in spec:  # a [quick] table is checked whether or not it is used
+        kw = {"root": root, "default_name": default_name, "overrides": overrides}
+        parse_spec(spec, quick=True, source=source, **kw)
     name = spec.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("name", name, "must be a non-empty string")

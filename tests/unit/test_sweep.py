@@ -157,6 +157,21 @@ def test_a_set_of_a_field_that_the_grid_sets_is_refused_naming_both(extra, overr
     assert all(r.config.train.epochs == 1 for r in sw.runs)
 
 
+@pytest.mark.parametrize(
+    ("quick", "match"),
+    [
+        ({"set": {"train": {"epochs": -1}}}, "quick.set.train.epochs=-1"),
+        ({"seeds": "x"}, "quick.seeds"),
+        ({"sets": {}}, "quick.sets"),
+    ],
+    ids=["bad-value", "bad-seeds", "unknown-key"],
+)
+def test_a_bad_quick_table_is_refused_even_when_not_quick(quick, match):
+    """A [quick] table is validated when the spec loads, not first under --quick."""
+    with pytest.raises(ConfigError, match=match):
+        parse_spec(spec(axes={"channel": {"rule": ["bp"]}}, quick=quick))
+
+
 def test_quick_without_a_quick_table_is_refused():
     with pytest.raises(ConfigError, match="no \\[quick\\] table"):
         parse_spec(spec(), quick=True)
