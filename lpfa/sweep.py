@@ -785,7 +785,7 @@ def _dask(
 ) -> Iterator[tuple[Pack, Any]]:
     """Dask futures: the scheduler reruns the task of a worker that dies (up to its
     ``distributed.scheduler.allowed-failures``), ``retries`` reruns a task that raised."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler is None:
@@ -814,20 +814,43 @@ def _dask(
         fn = execute_pack  # a global looked up now, so tests can replace it
         futures = {}
         for p in packs:
-            start(p)
             key = f"lpfa-{sweep}-{p.runs[0].config_hash}-{'-'.join(map(str, p.seeds))}"
             fut = client.submit(fn, to_dict(p.config), key=key, pure=False, retries=retries)
             futures[fut] = p
-        for fut in as_completed(list(futures)):
-            pack = futures[fut]
-            try:
-                yield pack, fut.result()
-            except Exception as err:  # KilledWorker, or an error outside execute_pack
-                yield pack, err
+        yield from _as_started_and_finished(client, futures, start)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _as_started_and_finished(
+    client: Any, futures: dict[Any, Pack], start: Callable[[Pack], None], poll: float = 0.25
+) -> Iterator[tuple[Pack, Any]]:
+    """Mark a pack running when the scheduler hands it to a worker, and yield it when it ends.
+
+    "running" then means started, as for the other executors, not merely submitted: the
+    scheduler's ``processing`` set is polled every ``poll`` seconds while nothing finishes.
+    """
+    from distributed import wait
+
+    pending, started = set(futures), set()
+    while pending:
+        try:
+            done, pending = wait(list(pending), timeout=poll, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # nothing finished within the poll
+            done = set()
+        busy = {key for keys in client.processing().values() for key in keys}
+        for fut in [*done, *pending]:
+            if fut not in started and (fut in done or fut.key in busy):
+                start(futures[fut])
+                started.add(fut)
+        for fut in done:
+            try:
+                yield futures[fut], fut.result()
+            except Exception as err:  # KilledWorker, or an error outside execute_pack
+                yield futures[fut], err
+        pending = set(pending)
 
 
 def _limit_worker_threads(n_workers: int) -> int:

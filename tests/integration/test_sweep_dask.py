@@ -121,3 +121,35 @@ def test_local_cluster_workers_get_their_share_of_blas_threads(tmp_path):
     finally:
         set_threads(None)
     assert threads == usable_cores() // 2
+
+
+def _counts_running(config, **kwargs):
+    """The real run, plus how many runs of the store say "running" while this one trains."""
+    with Store(os.environ["LPFA_TEST_STORE"], readonly=True) as db:
+        running = sum(1 for s in db.statuses("tiny").values() if s == "running")
+    out = _EXECUTE(config, **kwargs)
+    out["seen_running"] = running
+    return out
+
+
+def test_dask_marks_a_run_running_when_a_worker_starts_it_not_when_it_is_submitted(
+    tmp_path, monkeypatch
+):
+    """Six packs on one single-threaded worker: no run waits in the store as "running"."""
+    monkeypatch.setenv("LPFA_TEST_STORE", str(tmp_path / "s.sqlite"))
+    monkeypatch.setattr(lpfa.sweep, "execute_pack", _counts_running)
+    seen = []
+    real = lpfa.sweep._as_started_and_finished
+
+    def spy(client, futures, start, poll=0.05):
+        for pack, outcome in real(client, futures, start, poll):
+            seen.append(outcome["seen_running"])
+            yield pack, outcome
+
+    monkeypatch.setattr(lpfa.sweep, "_as_started_and_finished", spy)
+    sw = tiny(seeds=[0], axes={"train.lr": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]})
+    out = run_sweep(sw, tmp_path / "s.sqlite", executor="dask", workers=1, processes=False,
+                    progress=False)  # fmt: skip
+    assert out.done == 6
+    assert len(seen) == 6
+    assert max(seen) <= 2  # itself, and at most the one the scheduler handed out next
