@@ -1,10 +1,12 @@
 """The results store: one SQLite file of runs, their configs, per-epoch and final metrics.
 
-Schema (``SCHEMA_VERSION`` 1, kept in ``PRAGMA user_version`` and in ``meta``)::
+Schema (``SCHEMA_VERSION`` 2, kept in ``PRAGMA user_version`` and in ``meta``)::
 
     runs(id, sweep, label, config_hash, seed, config_json, axes_json, status, attempts,
          packed_with, error, traceback, started, finished, seconds, versions_json, host, git)
-        UNIQUE (sweep, config_hash, seed); status is running, done, failed or diverged
+        UNIQUE (sweep, config_hash, seed); status is running, done, failed, diverged or
+        interrupted (stopped by Ctrl-C before it finished; schema 1 had no such status and is
+        upgraded in place by the first writer)
     epochs(run_id, epoch, metrics_json)       one row per epoch (0 = before training)
     finals(run_id, key, value)                 the last epoch's numeric metrics
     meta(key, value)                           schema_version
@@ -18,7 +20,9 @@ A run is one member (one seed) of one configuration. ``config_json`` is its full
 ``packed_with`` the seeds that trained in the same batched call. Times are ISO 8601 UTC.
 
 Writes: a ``running`` row when a run starts, then one transaction per finished run (its epochs,
-finals and status), so a killed sweep leaves every finished run whole. The file runs in WAL
+finals and status), so a killed sweep leaves every finished run whole. A run that a Ctrl-C
+stopped is written ``interrupted``; one still ``running`` after its sweep has ended was killed
+(kill -9, a power cut). A rerun trains both again. The file runs in WAL
 mode with a busy timeout and every write transaction is ``BEGIN IMMEDIATE``, so several
 processes may write to one store at once (on a local disk; WAL does not work over NFS).
 
@@ -48,9 +52,9 @@ from lpfa.config import ConfigError
 
 __all__ = ["METRIC_ALIASES", "Store", "format_table", "pick_sweep", "plot", "results", "runs"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TABLES = ("meta", "runs", "epochs", "finals")
-STATUSES = ("running", "done", "failed", "diverged")
+STATUSES = ("running", "done", "failed", "diverged", "interrupted")
 # history columns that are bookkeeping, not metrics
 _NOT_METRICS = ("epoch", "member", "seed", "step", "lr", "time_s")
 _LOSSES = ("train_loss", "test_loss")
@@ -72,7 +76,8 @@ CREATE TABLE IF NOT EXISTS runs (
     seed INTEGER NOT NULL,
     config_json TEXT NOT NULL,
     axes_json TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'diverged')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'diverged',
+                                           'interrupted')),
     attempts INTEGER NOT NULL DEFAULT 0,
     packed_with TEXT,
     error TEXT,
@@ -201,12 +206,14 @@ class Store:
         if not tables:
             if self.readonly:
                 raise self._fail("is not an lpfa results store (an empty SQLite file)")
+            self._version = None
             return
         if not set(_TABLES) <= tables or version == 0:
             raise self._fail(
                 "is not an lpfa results store (an SQLite database with tables "
                 f"{', '.join(sorted(tables))}); name another file"
             )
+        self._version = version
         if version > SCHEMA_VERSION:
             raise self._fail(
                 f"was written by a newer lpfa (store schema {version}; this lpfa reads "
@@ -217,6 +224,8 @@ class Store:
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
+        if self._version == 1:  # foreign keys off: dropping the old runs table keeps epochs
+            self._upgrade_from_1()
         self._db.execute("PRAGMA foreign_keys = ON")
         with self.transaction() as db:
             for statement in _SCHEMA.split(";"):
@@ -227,6 +236,20 @@ class Store:
                 (str(SCHEMA_VERSION),),
             )
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 -> 2: the runs table gains the status ``interrupted`` (SQLite cannot change a
+        CHECK in place: the table is rebuilt with the same columns, in one transaction)."""
+        runs = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS runs") :]
+        runs = runs[: runs.index(";")].replace("IF NOT EXISTS runs", "runs_2")
+        with self.transaction() as db:
+            db.execute(runs)
+            db.execute("INSERT INTO runs_2 SELECT * FROM runs")
+            db.execute("DROP TABLE runs")
+            db.execute("ALTER TABLE runs_2 RENAME TO runs")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", ("2",))
+            db.execute("PRAGMA user_version = 2")
+        self._version = 2
 
     def close(self) -> None:
         """Close the connection."""
@@ -537,7 +560,9 @@ def results(
 
     Returns
     -------
-    One row per group, in order of first appearance: the ``by`` keys, ``n`` (seeds), and
+    One row per group, sorted by the ``by`` keys (numbers by value, then text), so that the
+    table does not depend on the order in which the runs happened to start: the ``by`` keys,
+    ``n`` (seeds), and
     ``<metric>_mean``, ``<metric>_std`` (sample std, 0 for one seed) per metric; a NULL
     (non-finite) value is left out of its mean.
 
@@ -567,7 +592,7 @@ def results(
     for r in rows:
         groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
     out = []
-    for group, members in groups.items():
+    for group, members in sorted(groups.items(), key=lambda g: tuple(map(_sort_key, g[0]))):
         row: dict[str, Any] = dict(zip(keys, group, strict=True))
         _one_configuration(row, members, fields, by)
         row["n"] = len(members)

@@ -993,6 +993,7 @@ def run_sweep(
     out = SweepOutcome(sweep.name, len(sweep.runs), sum(r.key in done for r in sweep.runs))
     ids: dict[tuple[str, int], int] = {}
     running = 0
+    live: dict[int, Pack] = {}  # started and not yet recorded, by id(pack)
     disable = None if progress is None else not progress
     bar = tqdm(
         total=out.total,
@@ -1016,6 +1017,7 @@ def run_sweep(
             ids[r.key] = db.start(
                 sweep.name, r.label, r.config_hash, r.seed, to_dict(r.config), r.axes, pack.seeds
             )
+        live[id(pack)] = pack
         running += len(pack.runs)
         show()
 
@@ -1071,6 +1073,7 @@ def run_sweep(
                 if m["error"]:
                     out.errors.append(f"{r.label} seed {r.seed}: {m['error']}")
             running -= len(pack.runs)
+            live.pop(id(pack), None)
         bar.update(len(pack.runs))
         show()
 
@@ -1081,6 +1084,9 @@ def run_sweep(
         with _sigint_ignored():  # a second Ctrl-C does not cut the cleanup short
             for pack, outcome in _finished_after_interrupt(stream):
                 record(pack, outcome)
+            for pack in live.values():  # stopped mid-run: not "running" any more
+                for r in pack.runs:
+                    db.finish(ids[r.key], "interrupted", error="stopped by Ctrl-C before it ended")
         raise SweepInterrupted(out, running) from None
     finally:
         stream.close()

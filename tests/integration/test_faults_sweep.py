@@ -156,20 +156,24 @@ def _group_gone(pgid: int, within: float) -> bool:
     return False
 
 
-def _check_store_after_the_fault(store: Path, log: Path) -> dict[tuple[str, int], dict]:
+def _check_store_after_the_fault(
+    store: Path, log: Path, stopped: str
+) -> dict[tuple[str, int], dict]:
+    """``stopped``: the status of runs a worker began and did not end (``interrupted`` after
+    Ctrl-C; ``running`` after kill -9, which nothing can catch)."""
     before = _rows(store)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     begun = {(label, seed) for what, label, seed in events if what == "begin"}
     ended = {(label, seed) for what, label, seed in events if what == "end"}
     done = {k: r for k, r in before.items() if r["status"] == "done"}
-    running = {k for k, r in before.items() if r["status"] == "running"}
+    running = {k for k, r in before.items() if r["status"] == stopped}
     assert done, "the interrupt came after a run had finished"
     assert all(r["n_epochs"] == 151 and r["finished"] for r in done.values())
     assert set(done) <= ended
     # "running" means a worker began it, never that it is queued
     assert running <= begun
     assert len(running - ended) <= WORKERS  # one at a time per worker
-    assert all(r["status"] in ("done", "running") for r in before.values())
+    assert all(r["status"] in ("done", stopped) for r in before.values())
     assert len(begun) < N_RUNS, "every run had started before the interrupt"
     return before
 
@@ -243,9 +247,9 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_resumes(spec, tmp_path
     assert _group_gone(proc.pid, 3), "a worker outlived the sweep"
     assert "Traceback" not in err
     (line,) = err.strip().splitlines()
-    before = _check_store_after_the_fault(store, log)
+    before = _check_store_after_the_fault(store, log, "interrupted")
     n_done = sum(r["status"] == "done" for r in before.values())
-    n_running = sum(r["status"] == "running" for r in before.values())
+    n_running = sum(r["status"] == "interrupted" for r in before.values())
     assert line == (
         f"interrupted: {n_done} done, {n_running} stopped while running, "
         f"{N_RUNS - n_done - n_running} not started; rerun the same command to resume"
@@ -263,5 +267,5 @@ def test_kill_9_of_the_parent_stops_its_workers_and_the_rerun_resumes(spec, tmp_
     assert proc.wait(timeout=20) == -signal.SIGKILL
     assert _group_gone(proc.pid, 5), "orphaned workers went on training"
     proc.communicate(timeout=20)  # the workers held its pipes; they are closed now
-    before = _check_store_after_the_fault(store, log)
+    before = _check_store_after_the_fault(store, log, "running")
     _resume_and_compare(spec, store, before, reference)

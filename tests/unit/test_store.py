@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -236,10 +237,45 @@ def test_a_store_of_a_newer_schema_is_refused_by_readers_and_writers(filled):
 
 def test_the_schema_version_is_stored_and_old_stores_still_read(tmp_path, filled):
     con = sqlite3.connect(filled)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
     con.execute("PRAGMA user_version = 0")  # a store written before user_version was set
     con.close()
     assert results(filled, by=["rule"])[0]["n"] == 3
+
+
+def _as_schema_1(path: Path) -> None:
+    """Rewrite a store as schema 1 wrote it: the runs table had no status ``interrupted``."""
+    con = sqlite3.connect(path, isolation_level=None)
+    (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()
+    old = sql.replace("runs", "runs_1", 1).replace(",\n" + " " * 43 + "'interrupted'", "")
+    assert "interrupted" not in old
+    con.executescript(
+        f"BEGIN; {old}; INSERT INTO runs_1 SELECT * FROM runs; DROP TABLE runs; "
+        "ALTER TABLE runs_1 RENAME TO runs; UPDATE meta SET value = '1' "
+        "WHERE key = 'schema_version'; PRAGMA user_version = 1; COMMIT;"
+    )
+    con.close()
+
+
+def test_a_schema_1_store_is_upgraded_by_its_first_writer_and_keeps_every_run(filled):
+    def query(sql: str) -> list:
+        with closing(sqlite3.connect(filled)) as con:
+            return con.execute(sql).fetchall()
+
+    before = runs(filled)
+    first = before[0]["id"]
+    others = f"SELECT * FROM epochs WHERE run_id != {first} ORDER BY 1, 2"
+    epochs = query(others)
+    _as_schema_1(filled)
+    with pytest.raises(sqlite3.IntegrityError):  # schema 1 refuses the new status
+        query("UPDATE runs SET status = 'interrupted'")
+    assert runs(filled) == before  # readers read schema 1 as it is
+    with Store(filled) as db:
+        db.finish(first, "interrupted", error="stopped by Ctrl-C")
+        assert db.statuses("sw")[(before[0]["config_hash"], 0)] == "interrupted"
+    assert query("PRAGMA user_version") == [(2,)]
+    assert query(others) == epochs
+    assert runs(filled) == before[1:]  # the interrupted run is no longer among the done ones
 
 
 def test_a_read_only_store_on_a_read_only_mount_is_readable(filled, tmp_path):
@@ -338,7 +374,8 @@ def test_results_refuse_to_pool_different_configurations(filled):
     assert message.startswith("--by='rule': the group channel.rule=bp holds 2 configurations")
     assert "differ in train.lr" in message
     assert [r["n"] for r in results(filled, by=["label"])] == [3, 2, 1]
-    assert [r["n"] for r in results(filled, by=["rule", "train.lr"])] == [3, 2, 1]
+    # sorted by the keys: (bp, lr 0.5), then (bp, the default lr), then rbp
+    assert [r["n"] for r in results(filled, by=["rule", "train.lr"])] == [1, 3, 2]
 
 
 def test_plot_refuses_the_seed_as_an_axis(filled, tmp_path):
