@@ -14,11 +14,12 @@ time with min-max over blocks, and per block the ratio to the plain step of the 
 
 import argparse
 import dataclasses
-import statistics
+import functools
 import sys
 import time
 
 import numpy as np
+from harness import blas_line, cell, interleaved, ratio_cell
 
 from lpfa import config as C
 from lpfa.network import Network
@@ -56,25 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, kw in VARIANTS.items():
             ch = C.from_dict(C.ChannelConfig, {"rule": rule, **kw})
             nets[(rule, name)] = Network.build(dataclasses.replace(base, channel=ch))
-    keys = list(nets)
-    for k in keys:  # warm up
-        step_time(nets[k], x, t, 0.2)
-    times: dict = {k: [] for k in keys}
-    ratios: dict = {k: [] for k in keys}
-    for block in range(args.blocks):
-        order = keys[block % len(keys) :] + keys[: block % len(keys)]
-        got = {k: step_time(nets[k], x, t, args.seconds) for k in order}
-        for k in keys:
-            times[k].append(got[k])
-            ratios[k].append(got[k] / got[(k[0], "dense")])
+    for net in nets.values():  # warm up
+        step_time(net, x, t, 0.2)
+    cases = {k: functools.partial(step_time, net, x, t, args.seconds) for k, net in nets.items()}
+    times = interleaved(cases, args.blocks)
+    print(blas_line())
     print("| rule | channel | step (µs), median (min–max) | ratio to dense, median (min–max) |")
     print("|---|---|---|---|")
-    for k in keys:
-        ts, rs = [1e6 * v for v in times[k]], ratios[k]
-        print(
-            f"| {k[0]} | {k[1]} | {statistics.median(ts):.0f} ({min(ts):.0f}–{max(ts):.0f}) | "
-            f"{statistics.median(rs):.3f} ({min(rs):.3f}–{max(rs):.3f}) |"
-        )
+    for k, ts in times.items():
+        us = cell([1e6 * v for v in ts], ".0f")
+        print(f"| {k[0]} | {k[1]} | {us} | {ratio_cell(ts, times[(k[0], 'dense')], '.3f')} |")
     return 0
 
 

@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from harness import blas_line, interleaved
 
-from lpfa import quant
 from lpfa.quant import LogFormat, quantize
+from lpfa.testing.oracles import log_reference
 
 
 def naive(x: np.ndarray, bits: int, alpha: float) -> np.ndarray:
@@ -51,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = np.empty_like(x)
 
     with np.errstate(all="ignore"):
-        ref = quant._log_reference(x, args.bits, args.alpha)
-        ref_flush = quant._log_reference(x, args.bits, args.alpha, True)
+        ref = log_reference(x, args.bits, args.alpha)
+        ref_flush = log_reference(x, args.bits, args.alpha, True)
     if not np.array_equal(quantize(x, fmt), ref) or not np.array_equal(
         quantize(x, fmt_flush), ref_flush
     ):
@@ -69,27 +70,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         "naive eq. 19": lambda: naive(x, args.bits, args.alpha),
     }
     names = list(configs)
+    start = time.perf_counter()
     for f in configs.values():  # warm up: page in buffers, load code paths
         with np.errstate(all="ignore"):
             f()
+    one_pass = time.perf_counter() - start
 
-    times: dict[str, list[float]] = {k: [] for k in names}
-    start = time.perf_counter()
-    rounds = 0
-    while time.perf_counter() - start < args.seconds or rounds < 3:
-        order = names[rounds % len(names) :] + names[: rounds % len(names)]
-        for name in order:
-            f = configs[name]
+    def timed(f: Callable[[], object]) -> Callable[[], float]:
+        """Median seconds of ``args.block`` calls of ``f``."""
+
+        def median_time() -> float:
             block = []
             with np.errstate(all="ignore"):
                 for _ in range(args.block):
                     t0 = time.perf_counter()
                     f()
                     block.append(time.perf_counter() - t0)
-            times[name].append(float(np.median(block)))
-        rounds += 1
+            return float(np.median(block))
+
+        return median_time
+
+    rounds = max(3, round(args.seconds / (args.block * one_pass)))
+    times = interleaved({name: timed(f) for name, f in configs.items()}, rounds)
 
     gbytes = 2 * x.nbytes / 1e9
+    print(blas_line())
     print(f"n={args.n:.0e} float32, bits={args.bits}, alpha={args.alpha:g}, {rounds} rounds")
     print(f"{'configuration':<20} {'GB/s median':>11} {'(min - max)':>17}")
     for name in names:

@@ -22,13 +22,15 @@ takes about 15 seconds and its numbers are only a smoke test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness import blas_line, cell, interleaved, ratios
 
 from lpfa.sweep import parse_spec, run_sweep
 
@@ -80,17 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"packed (1 run × 8 seeds)": True, "unpacked (8 runs × 1 seed)": False}
     for pack in variants.values():  # warm-up: data cache, BLAS threads, imports
         time_sweep(args, pack, root)
-    rates: dict[str, list[float]] = {k: [] for k in variants}
-    for k in range(args.blocks):
-        order = list(variants.items())
-        for name, pack in order if k % 2 == 0 else order[::-1]:
-            rates[name].append(samples / time_sweep(args, pack, root))
+    cases = {
+        name: functools.partial(lambda p: samples / time_sweep(args, p, root), pack)
+        for name, pack in variants.items()
+    }
+    rates = interleaved(cases, args.blocks)
     names = list(variants)
-    ratios = [a / b for a, b in zip(rates[names[0]], rates[names[1]], strict=True)]
-
-    def cell(xs: list[float], fmt: str) -> str:
-        return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
-
+    per_block = ratios(rates[names[0]], rates[names[1]])
     print(
         f"## sweep packing, {platform.node()}, {args.blocks} blocks, 8 seeds × {args.epochs} "
         f"epoch(s) × {args.n_train} examples, rule {args.rule}\n"
@@ -98,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | member-samples/s, median (min–max) |\n|---|---|")
     for name in names:
         print(f"| {name} | {cell(rates[name], ',.0f')} |")
-    print(f"\npacked / unpacked (per block): {cell(ratios, '.2f')}")
+    print(f"\npacked / unpacked (per block): {cell(per_block, '.2f')}")
+    print(blas_line())
     if args.json:
-        Path(args.json).write_text(json.dumps({"rates": rates, "ratios": ratios}, indent=2))
+        Path(args.json).write_text(json.dumps({"rates": rates, "ratios": per_block}, indent=2))
     return 0
 
 

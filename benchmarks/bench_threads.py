@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import cell, ratios, rotated
+
 from lpfa.threads import DEFAULT_THREADS, ENV_VAR, blas_info, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,24 +110,20 @@ class Spinner:
         self.proc.wait()
 
 
-def cell(xs: list[float], fmt: str) -> str:
-    return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
-
-
 def report(job: str, cond: str, secs: dict[str, list[float]], seen: dict[str, set]) -> dict:
     """Print one job × condition table; return its ratios to the best setting."""
     best = min(secs, key=lambda s: statistics.median(secs[s]))
-    ratios = {s: [a / b for a, b in zip(xs, secs[best], strict=True)] for s, xs in secs.items()}
+    per_block = {s: ratios(xs, secs[best]) for s, xs in secs.items()}
     print(f"\n### {job}, {cond}\n")
     print("| setting | threads recorded | seconds, median (min–max) | ÷ best, median (min–max) |")
     print("|---|---|---|---|")
     for s, xs in secs.items():
         mark = ""
         if SETTINGS[s] is None:
-            mark = " ✓" if statistics.median(ratios[s]) <= TARGET else " ✗"
+            mark = " ✓" if statistics.median(per_block[s]) <= TARGET else " ✗"
         threads = ", ".join(str(t) for t in sorted(seen[s], key=str))
-        print(f"| {s} | {threads} | {cell(xs, '.2f')} | {cell(ratios[s], '.2f')}{mark} |")
-    return {"best": best, "seconds": secs, "ratios": ratios}
+        print(f"| {s} | {threads} | {cell(xs, '.2f')} | {cell(per_block[s], '.2f')}{mark} |")
+    return {"best": best, "seconds": secs, "ratios": per_block}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for cond in args.conditions:
             with Spinner() if cond == "loaded" else open(os.devnull):
                 for job in args.jobs:
-                    order = list(SETTINGS.items())
-                    order = order[k % len(order) :] + order[: k % len(order)]
-                    for name, threads in order:
+                    for name, threads in rotated(list(SETTINGS.items()), k):
                         seconds, threads_seen = time_run(job, threads, args.quick)
                         secs[job, cond][name].append(seconds)
                         seen[job, cond][name] |= threads_seen

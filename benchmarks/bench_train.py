@@ -40,7 +40,6 @@ import ctypes
 import gc
 import itertools
 import json
-import os
 import platform
 import statistics
 import sys
@@ -50,9 +49,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from harness import blas_line, cell, ratio_cell, rotated, si
 
 from lpfa.config import Activation, ChannelConfig, Loss, ModelConfig, Rule, RunConfig
 from lpfa.network import Network
+from lpfa.threads import blas_info
 
 try:
     import resource
@@ -115,17 +116,11 @@ def step_flops(sizes: Sequence[int], rule: Rule, batch: int = BATCH) -> int:
 
 
 def _feedback(net: Network) -> list:
-    """Member 0's feedback matrix of each hidden layer, bottom first, (n_source, N_h) each.
-
-    Reads both layouts of ``Channel.feedback``: a list of (E, n_source, N_h) arrays, or a dict
-    {(k, h): FeedbackArray} with one sending layer k per hidden layer h (FA: h + 1, DFA: L).
-    """
-    fb = net.channel.feedback
-    if not isinstance(fb, dict):
-        return [m[0].copy() for m in fb]
+    """Member 0's feedback matrix of each hidden layer, bottom first, (n_source, N_h) each: one
+    sending layer k per hidden layer h (FA: h + 1, DFA: L) in ``Channel.feedback``."""
     mats = []
     for h in range(1, len(net.layers)):
-        (C,) = [arr.C for (_, dst), arr in fb.items() if dst == h]
+        (C,) = [arr.C for (_, dst), arr in net.channel.feedback.items() if dst == h]
         mats.append(C[0].copy())
     return mats
 
@@ -323,38 +318,6 @@ def batches(kind: str, rng: np.random.Generator) -> list[tuple[np.ndarray, np.nd
     ]
 
 
-def blas_threads() -> tuple[int, str]:
-    """The number of threads numpy's BLAS uses, and where that number came from."""
-    try:
-        from threadpoolctl import threadpool_info
-
-        for info in threadpool_info():
-            if info.get("user_api") == "blas":
-                return int(info["num_threads"]), f"threadpoolctl ({info.get('internal_api')})"
-    except ImportError:
-        pass
-    maps = Path("/proc/self/maps")
-    libs = set()
-    if maps.exists():
-        libs = {ln.split()[-1] for ln in maps.read_text().splitlines() if "openblas" in ln.lower()}
-    for path in sorted(libs):
-        lib = ctypes.CDLL(path)
-        for name in (
-            "scipy_openblas_get_num_threads64_",
-            "scipy_openblas_get_num_threads",
-            "openblas_get_num_threads64_",
-            "openblas_get_num_threads",
-        ):
-            getter = getattr(lib, name, None)
-            if getter is not None:
-                getter.restype = ctypes.c_int
-                return int(getter()), f"OpenBLAS {name}"
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var]), var
-    return os.cpu_count() or 1, "os.cpu_count() (guess)"
-
-
 def check_same_step(net: NetSpec, rule: Rule, data, torch_ok: bool) -> float:
     """Largest difference of any weight change (hand, torch) from lpfa's, relative to its size."""
     lpfa_net = Network.build(run_config(net, rule))
@@ -513,10 +476,8 @@ def run_blocks(groups: list[list[Case]], blocks: int, seconds: float):
     rates: dict[str, list[float]] = {c.name: [] for g in groups for c in g}
     faults: dict[str, list[float]] = {c.name: [] for g in groups for c in g}
     for k in range(blocks):
-        shift = k % len(groups)
-        for group in groups[shift:] + groups[:shift]:
-            s = k % len(group)
-            for case in group[s:] + group[:s]:
+        for group in rotated(groups, k):
+            for case in rotated(group, k):
                 rate, flt = measure(case, seconds)
                 rates[case.name].append(rate)
                 faults[case.name].append(flt)
@@ -544,22 +505,14 @@ def fix_malloc_thresholds() -> bool:
 # --- reporting ----------------------------------------------------------------------------------
 
 
-def _si(v: float) -> str:
-    return f"{v / 1e3:,.1f}k" if v >= 1e4 else f"{v:,.0f}"
-
-
 def _spread(values: list[float]) -> str:
-    return f"{_si(statistics.median(values))} ({_si(min(values))}–{_si(max(values))})"
+    return cell(values, si)
 
 
 def _ratio(rates, a: str, b: str, target: float | None = None) -> str:
     if a not in rates or b not in rates:
         return "n/a"
-    r = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
-    text = f"{statistics.median(r):.2f} ({min(r):.2f}–{max(r):.2f})"
-    if target is not None:
-        text += " ✓" if statistics.median(r) >= target else f" ✗ <{target}"
-    return text
+    return ratio_cell(rates[a], rates[b], target=target)
 
 
 def report(rates, faults, args, flops: dict[str, int]) -> str:
@@ -660,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     args.square = args.square or (1024 if quick else 2048)
 
     mallopt = False if args.no_mallopt else fix_malloc_thresholds()
-    threads, source = blas_threads()
+    threads = blas_info()["threads"]
     torch_ok = False
     torch_version = "left out (--no-torch)" if args.no_torch else "not installed"
     if not args.no_torch:
@@ -673,8 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     print(
-        f"python {platform.python_version()}, numpy {np.__version__} ({threads} BLAS threads, from "
-        f"{source}), torch {torch_version}; {os.cpu_count()} CPUs; data: {args.data}; "
+        f"python {platform.python_version()}, numpy {np.__version__}, {blas_line()}; "
+        f"torch {torch_version}; data: {args.data}; "
         f"malloc thresholds {'fixed' if mallopt else 'glibc default'}"
     )
 
@@ -710,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {
+            "blas": blas_info(),
             "threads": threads,
             "torch": torch_version,
             "data": args.data,
