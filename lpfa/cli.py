@@ -1,47 +1,105 @@
 """The ``lpfa`` command line.
 
-lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--threads N] [--quiet]
+lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--threads N] [--quiet] [--table]
 """
 
 import argparse
 import contextlib
 import os
+import re
+import statistics
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
+from lpfa import __version__
 from lpfa import config as C
+from lpfa.config import add_set_option  # its home is lpfa.config; kept here for importers
+from lpfa.reference import describe_run
+from lpfa.report import ANGLES, mean_std, metric_name, plural, text_table
 
 __all__ = ["main"]
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+# the final metrics a summary shows, in this order; accuracies are shown in %
+_FINAL = ("test_acc", "train_acc", "test_loss", "train_loss", "test_nse")
+_PERCENT = ("test_acc", "train_acc", "ewbe_pos")
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    """A plain-text table: one row per member, then mean ± std over members."""
+def _value(summary: dict[str, Any], key: str, *, percent: bool = True) -> str | None:
+    """``mean ± std`` of a final metric over the members (fractions in % with ``percent``), or
+    None where it was not measured."""
+    if f"{key}_mean" not in summary:
+        return None
+    scale = 100.0 if percent and key in _PERCENT else 1.0
+    n = sum(m.get(key) is not None for m in summary["members"])
+    std = summary[f"{key}_std"] * scale if n > 1 else None
+    return mean_std(summary[f"{key}_mean"] * scale, std) + (" %" if scale != 1.0 else "")
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The end of ``lpfa train``: final metrics as mean ± std over the seeds, in words, and the
+    angles per hidden layer with what they measure."""
+    n = len(summary["members"])
+    over = f"mean±std over {plural(n, 'seed')}" if n > 1 else "1 seed"
+    lines = [f"final, epoch {summary['epoch']} ({over}):"]
+    rows = [[metric_name(k), v] for k in _FINAL if (v := _value(summary, k)) is not None]
+    lines.append(text_table(["metric", "value"], rows, indent="  "))
+    layers = sorted(
+        {
+            int(k[len("angle_") : -len("_mean")])
+            for k in summary
+            if re.fullmatch(r"angle_\d+_mean", k)
+        }
+    )
+    kinds = [k for k in ANGLES if any(f"{k}_{h}_mean" in summary for h in layers)]
+    if layers and kinds:
+        lines += [
+            "",
+            "angles (°) per hidden layer, 1 = the lowest; 0° = same direction, 90° = unrelated:",
+        ]
+        rows = [[str(h), *(_value(summary, f"{k}_{h}") or "—" for k in kinds)] for h in layers]
+        lines.append(text_table(["layer", *(ANGLES[k][0] for k in kinds)], rows, indent="  "))
+        lines += [f"  {ANGLES[k][0]}: {ANGLES[k][1]}" for k in kinds]
+    if (v := _value(summary, "ewbe_pos")) is not None:
+        lines += ["", f"{metric_name('ewbe_pos')}: {v}"]
+    return "\n".join(lines)
+
+
+def member_table(summary: dict[str, Any]) -> str:
+    """Every final metric of every member (``--table``): one row per history column, one
+    column per seed, then mean ± std; each column's meaning under the table."""
     members = summary["members"]
     keys = [k for k in members[0] if k != "seed" and any(m[k] is not None for m in members)]
-    head = ["seed", *keys]
-    rows = [[str(m["seed"]), *(_fmt(m[k]) for k in keys)] for m in members]
+    head = ["column", *(f"seed {m['seed']}" for m in members)]
+    rows = []
+    for k in keys:
+        cells = ["—" if m[k] is None else f"{m[k]:.4g}" for m in members]
+        mean = [_value(summary, k, percent=False) or "—"] if len(members) > 1 else []
+        rows.append([k, *cells, *mean])
     if len(members) > 1:
-        rows.append(
-            ["mean±std"]
-            + [
-                f"{summary[k + '_mean']:.4f}±{summary[k + '_std']:.4f}"
-                if k + "_mean" in summary
-                else "—"
-                for k in keys
-            ]
-        )
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+        head.append("mean±std")
+    legend = [f"  {k}: {metric_name(k)}" for k in keys if metric_name(k) != k]
+    return "\n".join([text_table(head, rows, indent="  "), "", *legend])
+
+
+def _epoch_line(rows: list[dict[str, Any]]) -> str:
+    """An epoch's progress line: test accuracy (or NSE) as mean ± std over the members."""
+    key = "test_acc" if rows[0]["test_acc"] is not None else "test_nse"
+    scale = 100.0 if key in _PERCENT else 1.0
+    vals = [r[key] * scale for r in rows]
+    std = statistics.stdev(vals) if len(vals) > 1 else None
+    unit = " %" if scale != 1.0 else ""
+    return f"{metric_name(key)} {mean_std(statistics.fmean(vals), std)}{unit}"
+
+
+def _above_progress_bar() -> contextlib.AbstractContextManager:
+    """A block whose prints go above the progress bar: the bar (on stderr) is cleared first and
+    drawn again after, so no fragment of it is left in the middle of a printed line."""
+    from tqdm import tqdm
+
+    return tqdm.external_write_mode()
 
 
 def _stdout_to_devnull() -> None:
@@ -80,18 +138,15 @@ def _train(args: argparse.Namespace) -> int:
     preflight(cfg)  # backend, batch size, memory: refused before anything is allocated or written
     data = load(cfg.data, cfg.model.sizes, cfg.model.dtype)
     writer = RunWriter(out, cfg)  # summary.json says "running" from here on
-    say(
-        f"lpfa train {cfg.name}: rule={cfg.channel.rule.value}, sizes={list(cfg.model.sizes)}, "
-        f"data={cfg.data.name}, seeds={list(cfg.seeds)}, epochs={cfg.train.epochs}, "
-        f"backend={cfg.backend}"
-    )
+    given = C.apply_overrides(C.read_toml(args.config), args.set)
+    say(f"lpfa train {cfg.name} → {out}")
+    say(textwrap.indent(describe_run(cfg, given=given), "  "))
 
     def on_epoch(rows: list[dict[str, Any]]) -> None:
         writer.rows(rows)
         if not args.quiet:
-            key = "test_acc" if rows[0]["test_acc"] is not None else "test_nse"
-            vals = ", ".join(f"{r[key]:.4f}" for r in rows)
-            say(f"  epoch {rows[0]['epoch']:>4}  {key} per member: {vals}")
+            with _above_progress_bar():
+                say(f"  epoch {rows[0]['epoch']:>4}  {_epoch_line(rows)}")
 
     def stopped(why: str) -> str:
         """Mark the folder interrupted at the first epoch not written; the one line to print."""
@@ -122,7 +177,10 @@ def _train(args: argparse.Namespace) -> int:
         )
         return 1
     say()
-    say(summary_table(result.summary))
+    say(summary_text(result.summary))
+    if args.table:
+        say("\nper seed:")
+        say(member_table(result.summary))
     say(f"\nwrote {out}/config.json, history.csv, summary.json ({result.meta['seconds']:.1f} s)")
     return 0
 
@@ -133,28 +191,23 @@ def _check_quantizer(args: argparse.Namespace) -> int:
     return check_quantizer_main(args.args)
 
 
-def add_set_option(parser: argparse.ArgumentParser, what: str = "a field") -> None:
-    """The repeatable ``--set SECTION.FIELD=VALUE`` override every lpfa command takes."""
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help=f"override {what}, e.g. --set train.epochs=5 --set channel.rule=srbp (repeatable)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lpfa``."""
     from lpfa.threads import DEFAULT_THREADS, ENV_VAR
 
     p = argparse.ArgumentParser(prog="lpfa", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"lpfa {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one configuration (an ensemble over its seeds)")
     t.add_argument("config", help="a TOML run configuration, e.g. configs/baldi2018_mnist.toml")
     add_set_option(t)
     t.add_argument("--out", help="output folder (default: results/<name>)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bar")
+    t.add_argument(
+        "--table",
+        action="store_true",
+        help="also print every final metric of every seed (summary.json holds them too)",
+    )
     t.add_argument(
         "--threads",
         metavar="N",
@@ -198,7 +251,7 @@ def _plugins() -> list:
 
 
 # modules of lpfa that add their own subcommands
-BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep_cli",)
+BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep.cli",)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ types and names the field by its dotted path (``train.lr=-1: must be > 0``). Var
 with :func:`dataclasses.replace` or with command-line overrides (:func:`apply_overrides`).
 """
 
+import argparse
 import dataclasses
 import enum
 import json
@@ -30,6 +31,7 @@ __all__ = [
     "Rule",
     "RunConfig",
     "TrainConfig",
+    "add_set_option",
     "apply_overrides",
     "from_dict",
     "load",
@@ -107,21 +109,22 @@ class Rule(_Named):
     NODE_PERTURBATION = "node_perturbation"
     TOP = "top"
 
+    # A rule's facts are declared once, in lpfa.rules, which imports this module: looked up
+    # when asked, so that importing config does not import rules.
+
     @classmethod
     def _aliases(cls) -> dict[str, str]:
-        return {
-            "fa": "rbp",
-            "dfa": "srbp",
-            "top_layer_only": "top",
-            "backprop": "bp",
-            "pseudobackprop": "pbp",
-            "np": "node_perturbation",
-        }
+        from lpfa.rules import aliases
+
+        return aliases()
 
     @property
     def has_random_feedback(self) -> bool:
-        """True for the rules whose channel is made of random feedback arrays."""
-        return self in (Rule.RBP, Rule.SRBP, Rule.MIXED, Rule.CASCADE)
+        """True for the rules whose channel is made of random feedback arrays
+        (:attr:`lpfa.rules.RuleSpec.random_feedback`)."""
+        from lpfa.rules import spec
+
+        return spec(self).random_feedback
 
 
 class Signal(_Named):
@@ -735,6 +738,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(key, text, f"{s} is not a section")
         node[name] = _parse_scalar(text.strip())
     return out
+
+
+def add_set_option(parser: argparse.ArgumentParser, what: str = "a field") -> None:
+    """The repeatable ``--set SECTION.FIELD=VALUE`` override every lpfa command takes; its
+    values go to :func:`apply_overrides`."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help=f"override {what}, e.g. --set train.epochs=5 --set channel.rule=srbp (repeatable)",
+    )
 
 
 def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:

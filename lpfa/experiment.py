@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from lpfa.backend import BACKENDS
-from lpfa.cli import add_set_option
-from lpfa.config import ChannelConfig, ConfigError, RunConfig, apply_overrides, from_dict, to_dict
+from lpfa.config import (
+    ChannelConfig,
+    ConfigError,
+    RunConfig,
+    add_set_option,
+    apply_overrides,
+    from_dict,
+    to_dict,
+)
 from lpfa.data import DataError
 from lpfa.report import read_history
 from lpfa.runfiles import RunWriter, atomic_write_text, check_out, dump_json, read_status

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lpfa.store import results
 from lpfa.sweep import load_spec, run_sweep
+from lpfa.sweep.report import results
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
@@ -70,9 +70,9 @@ def spec(tmp_path):
 # ``lpfa ARGS`` whose workers log "begin"/"end" of each run (label, seed) to $FAULTS_LOG
 LOGGED = """
 import json, os, sys
-import lpfa.cli, lpfa.sweep
+import lpfa.cli, lpfa.sweep.execute
 
-real = lpfa.sweep.execute_pack
+real = lpfa.sweep.execute.execute_pack
 
 
 def log(what, config):
@@ -88,7 +88,7 @@ def logged(config, **kwargs):
     return out
 
 
-lpfa.sweep.execute_pack = logged  # the pool's workers are forks: they run this one
+lpfa.sweep.execute.execute_pack = logged  # the pool's workers are forks: they run this one
 sys.exit(lpfa.cli.main(sys.argv[1:]))
 """
 

@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lpfa.sweep
-from lpfa.store import Store, results
+import lpfa.sweep.execute
+import lpfa.sweep.executors
+import lpfa.sweep.spec
 from lpfa.sweep import parse_spec, run_sweep
+from lpfa.sweep.report import results
+from lpfa.sweep.store import Store
 
 distributed = pytest.importorskip("distributed")
 
@@ -42,11 +45,11 @@ def test_a_failing_run_on_dask_is_recorded_and_the_sweep_goes_on(tmp_path):
                     progress=False)  # fmt: skip
     assert (out.done, out.failed) == (1, 1)
     with Store(tmp_path / "s.sqlite") as db:
-        (bad,) = db.runs("tiny", "failed")
+        (bad,) = db.records("tiny", "failed")
     assert "Traceback" in bad["traceback"]
 
 
-_EXECUTE = lpfa.sweep.execute_pack  # the real one, before a test replaces it
+_EXECUTE = lpfa.sweep.execute.execute_pack  # the real one, before a test replaces it
 
 
 def _dies_once(config, **kwargs):
@@ -64,7 +67,7 @@ def test_dask_reruns_the_run_of_a_worker_that_died(tmp_path, monkeypatch):
     monkeypatch.setenv("LPFA_TEST_MARKER", str(tmp_path / "marker"))
     # the worker processes cannot import this test module: send the function itself
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(lpfa.sweep, "execute_pack", _dies_once)
+    monkeypatch.setattr(lpfa.sweep.execute, "execute_pack", _dies_once)
     sw = tiny(seeds=[0], axes={"channel.rule": ["bp"]})
     try:
         out = run_sweep(sw, tmp_path / "s.sqlite", executor="dask", workers=1, processes=True,
@@ -87,7 +90,7 @@ def test_an_unreachable_scheduler_is_one_line_after_the_timeout(tmp_path, capsys
     spec = tmp_path / "tiny.toml"
     spec.write_text(
         'name = "tiny"\nseeds = [0]\n[set]\n'
-        + "\n".join(f"{k} = {lpfa.sweep._toml(v)}" for k, v in BASE.items())
+        + "\n".join(f"{k} = {lpfa.sweep.spec._toml(v)}" for k, v in BASE.items())
     )
     address = f"tcp://127.0.0.1:{port}"
     t0 = time.monotonic()
@@ -141,16 +144,16 @@ def test_dask_marks_a_run_running_when_a_worker_starts_it_not_when_it_is_submitt
     a task ready per thread) and, at most, the one that just ended but is not written yet.
     """
     monkeypatch.setenv("LPFA_TEST_STORE", str(tmp_path / "s.sqlite"))
-    monkeypatch.setattr(lpfa.sweep, "execute_pack", _counts_running)
+    monkeypatch.setattr(lpfa.sweep.execute, "execute_pack", _counts_running)
     seen = []
-    real = lpfa.sweep._as_started_and_finished
+    real = lpfa.sweep.executors._as_started_and_finished
 
     def spy(client, futures, start, poll=0.05):
         for pack, outcome in real(client, futures, start, poll):
             seen.append(outcome["seen_running"])
             yield pack, outcome
 
-    monkeypatch.setattr(lpfa.sweep, "_as_started_and_finished", spy)
+    monkeypatch.setattr(lpfa.sweep.executors, "_as_started_and_finished", spy)
     sw = tiny(seeds=[0], axes={"train.lr": [0.01 * k for k in range(1, 9)]})
     out = run_sweep(sw, tmp_path / "s.sqlite", executor="dask", workers=1, processes=False,
                     progress=False)  # fmt: skip

@@ -50,7 +50,7 @@ def test_import_lpfa_does_not_import_cupy(tmp_path):
         """
         import sys
         import lpfa, lpfa.cli, lpfa.train, lpfa.network, lpfa.data, lpfa.experiment
-        import lpfa.quant, lpfa.alignment, lpfa.sweep, lpfa.store
+        import lpfa.quant, lpfa.alignment, lpfa.sweep, lpfa.sweep.cli
         assert "cupy" not in sys.modules, "lpfa imported cupy"
         assert "hwmodels" not in sys.modules, "lpfa imported hwmodels"
         assert "dask" not in sys.modules, "lpfa imported dask"

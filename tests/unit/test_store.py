@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lpfa.config import ConfigError
-from lpfa.store import Store, format_table, plot, results, runs
+from lpfa.sweep.report import format_table, plot, results
+from lpfa.sweep.store import Store, runs
 from tests.conftest import run_concurrently
 
 CONFIG = {"model": {"sizes": [3, 2]}, "channel": {"rule": "bp"}, "seeds": [0]}
@@ -45,7 +46,7 @@ def test_store_uses_wal_and_creates_its_tables(tmp_path):
 def test_a_finished_run_keeps_config_epochs_finals_and_provenance(tmp_path):
     with Store(tmp_path / "s.sqlite") as db:
         run_id = add(db, "sw", "a", 3, 0.4)
-        (row,) = db.runs("sw")
+        (row,) = db.records("sw")
         epochs = db.epochs(run_id)
     assert row["status"] == "done"
     assert row["seed"] == 3
@@ -65,7 +66,7 @@ def test_a_restarted_run_keeps_its_id_and_drops_its_old_epochs(tmp_path):
         first = add(db, "sw", "a", 0, 0.4)
         again = db.start("sw", "a", "h-a", 0, CONFIG, {}, [0])
         assert again == first
-        (row,) = db.runs("sw")
+        (row,) = db.records("sw")
         assert (row["status"], row["attempts"], row["finals"]) == ("running", 2, {})
         assert db.epochs(first) == []
 
@@ -101,7 +102,7 @@ def test_two_processes_writing_one_store_at_once_lose_nothing(tmp_path):
     run_concurrently(_writer, [(path, f"sweep{k}", 40) for k in range(2)])
     with Store(path) as db:
         assert db.sweeps() == {"sweep0": {"done": 40}, "sweep1": {"done": 40}}
-        assert all(len(db.epochs(r["id"])) == 3 for r in db.runs())
+        assert all(len(db.epochs(r["id"])) == 3 for r in db.records())
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
@@ -174,7 +175,7 @@ def test_readers_open_read_only_and_never_write_into_the_file(filled):
         assert db.mode == "ro"
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             db._db.execute("CREATE TABLE intruder (x)")
-        assert len(db.runs("sw")) == 5
+        assert len(db.records("sw")) == 5
     results(filled, by=["rule"])
     runs(filled)
     plot(filled, filled.parent / "fig.png", x="label", y="test_accuracy")
@@ -288,7 +289,7 @@ def test_a_read_only_store_on_a_read_only_mount_is_readable(filled, tmp_path):
     copy = folder / "s.sqlite"
     shutil.copy(filled, copy)
     code = (
-        "import json, sys; from lpfa.store import results; "
+        "import json, sys; from lpfa.sweep.report import results; "
         "print(json.dumps(results(sys.argv[1], by=['rule'])))"
     )
     cmd = [sys.executable, "-c", code, str(copy)]
@@ -342,7 +343,9 @@ def test_non_finite_values_are_stored_as_null_and_a_nan_loss_as_diverged(tmp_pat
     assert error == "test_loss=nan at epoch 2"
 
 
-def test_readers_close_their_connections(filled, monkeypatch):
+@pytest.fixture
+def connections(monkeypatch):
+    """Every SQLite connection opened while the test runs."""
     opened = []
     real = sqlite3.connect
 
@@ -352,12 +355,51 @@ def test_readers_close_their_connections(filled, monkeypatch):
         return con
 
     monkeypatch.setattr(sqlite3, "connect", tracking)
-    results(filled, by=["rule"])
-    runs(filled)
+    return opened
+
+
+def _assert_all_closed(opened):
     assert opened
     for con in opened:
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):
             con.execute("SELECT 1")
+
+
+def test_readers_close_their_connections(filled, connections):
+    results(filled, by=["rule"])
+    runs(filled)
+    _assert_all_closed(connections)
+
+
+def test_every_connection_is_closed_on_success_and_on_every_refusal(filled, connections):
+    from lpfa.cli import main
+    from lpfa.sweep import dry_run, parse_spec, run_sweep
+
+    foreign = filled.parent / "other.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE customers (name TEXT)")
+    con.close()
+    garbage = filled.parent / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    newer = filled.parent / "newer.sqlite"
+    with Store(newer) as db:
+        db._db.execute("PRAGMA user_version = 99")
+    for path in (foreign, garbage, newer):
+        for open_it in (lambda p: Store(p), lambda p: Store(p, readonly=True), results, runs):
+            with pytest.raises(ConfigError):
+                open_it(path)
+    spec = {
+        "name": "sw2",
+        "set": {"data": {"name": "linear-teacher", "n_train": 20, "n_test": 10},
+                "model": {"sizes": [4, 3], "output": "linear", "loss": "squared"},
+                "train": {"epochs": 1, "batch_size": 10}},
+        "axes": {"train.lr": [0.01, 0.02]},
+    }  # fmt: skip
+    assert run_sweep(parse_spec(spec), filled, progress=False).done == 2
+    dry_run(parse_spec(spec), filled)
+    assert main(["results", str(filled), "--sweep", "sw2"]) == 0
+    assert main(["results", str(garbage)]) == 2
+    _assert_all_closed(connections)
 
 
 # --- mean ± std over the seeds of one configuration -------------------------------------------
@@ -383,3 +425,58 @@ def test_plot_refuses_the_seed_as_an_axis(filled, tmp_path):
         with pytest.raises(ConfigError, match="the seed cannot be an axis"):
             plot(filled, tmp_path / "fig.png", y="test_acc", **kw)
     assert not (tmp_path / "fig.png").exists()
+
+
+# --- records: the stored rows, and only those asked for ---------------------------------------
+
+
+def test_records_filter_by_sweep_status_and_configuration_in_sql(filled):
+    with Store(filled) as db:
+        add(db, "other", "a", 0, 0.5)
+        assert {r["sweep"] for r in db.records("sw")} == {"sw"}
+        picked = db.records("sw", "done", config_hashes={"h-b"})
+        assert [(r["label"], r["seed"]) for r in picked] == [("b", 0), ("b", 1)]
+        assert picked[1]["finals"]["test_acc"] == pytest.approx(0.72)
+        assert db.records("sw", config_hashes=()) == []
+        assert db.records("sw", "failed") == []
+    assert [r["label"] for r in runs(filled, sweep="sw", config_hashes=["h-a"])] == ["a"] * 3
+
+
+def _steps(db, read):
+    """SQLite virtual-machine steps that ``read(db)`` takes."""
+    steps = []
+    db._db.set_progress_handler(lambda: steps.append(1), 1)
+    read(db)
+    db._db.set_progress_handler(None, 0)
+    return len(steps)
+
+
+def test_records_of_one_sweep_do_not_read_the_other_sweeps_rows(tmp_path):
+    def read(db):
+        return db.records("small", "done")
+
+    with Store(tmp_path / "s.sqlite") as db:
+        add(db, "small", "a", 0, 0.5)
+        add(db, "big", "a", 0, 0.5)
+        before = _steps(db, read)
+        for seed in range(1, 400):
+            add(db, "big", "a", seed, 0.5)
+        after = _steps(db, read)
+    assert after <= 2 * before  # a scan of every final row would take ~100 times the steps
+
+
+def test_store_runs_is_renamed_records_and_warns(filled):
+    with Store(filled) as db, pytest.warns(DeprecationWarning, match=r"Store\.records"):
+        assert db.runs("sw") == db.records("sw")
+
+
+def test_the_old_store_module_warns_and_gives_the_same_objects():
+    import importlib
+
+    import lpfa.sweep.report
+    import lpfa.sweep.store
+
+    with pytest.warns(DeprecationWarning, match=r"lpfa\.sweep\.store.*lpfa\.sweep\.report"):
+        old = importlib.reload(importlib.import_module("lpfa.store"))
+    assert old.Store is lpfa.sweep.store.Store
+    assert old.results is lpfa.sweep.report.results

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 import lpfa.cli
-import lpfa.sweep
+import lpfa.sweep.execute
+import lpfa.sweep.spec
 from lpfa.config import ConfigError
-from lpfa.store import Store, results
 from lpfa.sweep import config_hash, dry_run, load_spec, parse_spec, run_sweep
+from lpfa.sweep.report import results
+from lpfa.sweep.store import Store
 from tests.conftest import run_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +30,7 @@ SPEC = textwrap.dedent(
     seeds = [0, 1]
     [set]
     """
-    + "\n".join(f"{k} = {lpfa.sweep._toml(v)}" for k, v in BASE.items())
+    + "\n".join(f"{k} = {lpfa.sweep.spec._toml(v)}" for k, v in BASE.items())
     + """
     [axes]
     channel.rule = ["bp", "rbp"]
@@ -219,14 +221,14 @@ def test_a_sweep_writes_one_row_per_seed_and_resumes_with_nothing(tmp_path, monk
     out = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
     assert (out.done, out.failed, out.skipped) == (4, 0, 0)
     with Store(tmp_path / "s.sqlite") as db:
-        rows = db.runs("tiny")
+        rows = db.records("tiny")
         assert [(r["label"], r["seed"], r["status"]) for r in rows] == [
             ("channel.rule=bp", 0, "done"), ("channel.rule=bp", 1, "done"),
             ("channel.rule=rbp", 0, "done"), ("channel.rule=rbp", 1, "done"),
         ]  # fmt: skip
         assert all(r["packed_with"] == [0, 1] for r in rows)
         assert all(len(db.epochs(r["id"])) == 3 for r in rows)
-    monkeypatch.setattr(lpfa.sweep, "execute_pack", lambda *a, **k: pytest.fail("reran"))
+    monkeypatch.setattr(lpfa.sweep.execute, "execute_pack", lambda *a, **k: pytest.fail("reran"))
     again = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
     assert (again.done, again.skipped) == (0, 4)
 
@@ -236,7 +238,7 @@ def test_a_run_that_raises_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path)
     out = run_sweep(sw, tmp_path / "s.sqlite", progress=False)
     assert (out.done, out.failed) == (2, 1)
     with Store(tmp_path / "s.sqlite") as db:
-        (bad,) = db.runs("tiny", "failed")
+        (bad,) = db.records("tiny", "failed")
     assert bad["axes"] == {"train.batch_size": 1000}
     assert "the 100 training examples" in bad["error"]
     assert "Traceback" in bad["traceback"]
@@ -251,14 +253,14 @@ def test_a_diverging_member_does_not_take_its_pack_mates_down(tmp_path):
 
 KILLER = """
 import os, sys
-import lpfa.sweep as S
-real, calls = S.execute_pack, []
+import lpfa.sweep as S, lpfa.sweep.execute as X
+real, calls = X.execute_pack, []
 def dying(*args, **kwargs):
     calls.append(1)
     if len(calls) == 3:
         os._exit(9)  # the process dies mid-sweep, as under kill -9
     return real(*args, **kwargs)
-S.execute_pack = dying
+X.execute_pack = dying
 S.run_sweep(S.load_spec(sys.argv[1]), sys.argv[2], progress=False)
 """
 
@@ -273,19 +275,21 @@ def test_resume_after_a_kill_loses_nothing_and_reruns_nothing_finished(tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)  # fmt: skip
     assert proc.returncode == 9
     with Store(store) as db:
-        before = {(r["label"], r["seed"]): r for r in db.runs("tiny")}
+        before = {(r["label"], r["seed"]): r for r in db.records("tiny")}
     done = {k for k, r in before.items() if r["status"] == "done"}
     assert len(done) == 4  # two packs of two seeds finished
     assert {r["status"] for k, r in before.items() if k not in done} == {"running"}
 
     calls = []
-    real = lpfa.sweep.execute_pack
-    monkeypatch.setattr(lpfa.sweep, "execute_pack", lambda c, **k: calls.append(c) or real(c, **k))
+    real = lpfa.sweep.execute.execute_pack
+    monkeypatch.setattr(
+        lpfa.sweep.execute, "execute_pack", lambda c, **k: calls.append(c) or real(c, **k)
+    )
     out = run_sweep(load_spec(path), store, progress=False)
     assert (out.skipped, out.done, out.failed) == (4, 4, 0)
     assert len(calls) == 2
     with Store(store) as db:
-        after = {(r["label"], r["seed"]): r for r in db.runs("tiny")}
+        after = {(r["label"], r["seed"]): r for r in db.records("tiny")}
     assert all(r["status"] == "done" for r in after.values())
     for k in done:  # finished runs are untouched: same rows, same times, one attempt
         assert after[k]["finished"] == before[k]["finished"]
@@ -298,20 +302,20 @@ def _dies_once(config, **kwargs):
     if not marker.exists():
         marker.write_text("died")
         os._exit(3)
-    return lpfa.sweep.execute_pack.__wrapped__(config, **kwargs)
+    return lpfa.sweep.execute.execute_pack.__wrapped__(config, **kwargs)
 
 
 def test_process_pool_reruns_the_packs_of_a_worker_that_died(tmp_path, monkeypatch):
     monkeypatch.setenv("LPFA_TEST_MARKER", str(tmp_path / "marker"))
     # _dies_once is pickled by reference: the pool's workers are forks of this process
-    real = lpfa.sweep.execute_pack
-    monkeypatch.setattr(lpfa.sweep, "execute_pack", _dies_once)
+    real = lpfa.sweep.execute.execute_pack
+    monkeypatch.setattr(lpfa.sweep.execute, "execute_pack", _dies_once)
     monkeypatch.setattr(_dies_once, "__wrapped__", real, raising=False)
     sw = parse_spec(spec(axes={"channel.rule": ["bp", "rbp"]}))
     out = run_sweep(sw, tmp_path / "s.sqlite", executor="process", workers=1, progress=False)
     assert (out.done, out.failed) == (4, 0)
     with Store(tmp_path / "s.sqlite") as db:
-        assert max(r["attempts"] for r in db.runs("tiny")) == 2
+        assert max(r["attempts"] for r in db.records("tiny")) == 2
 
 
 def _sweep_into(store, name):
@@ -331,7 +335,7 @@ def test_two_sweeps_writing_one_store_at_once(tmp_path):
 
 @pytest.fixture
 def cli(monkeypatch):
-    monkeypatch.setattr(lpfa.cli, "BUILTIN_COMMANDS", ("lpfa.sweep_cli",))
+    monkeypatch.setattr(lpfa.cli, "BUILTIN_COMMANDS", ("lpfa.sweep.cli",))
     return lpfa.cli.main
 
 
@@ -363,14 +367,14 @@ def test_cli_refuses_a_bad_spec_in_one_line_before_running_anything(cli, tmp_pat
 
 def test_the_paper_table_sets_ours_next_to_the_paper_and_fills_its_markers(tmp_path):
     from lpfa.sweep import paper_table
-    from lpfa.sweep_cli import write_block
+    from lpfa.sweep.cli import write_block
 
     paper = {"metric": "test_nse", "scale": 100, "unit": "NSE %",
              "values": {"bp": 50.0, "rbp": 60.0}}  # fmt: skip
     sw = parse_spec(spec(grid=[{"label": "{channel.rule}", "axes": {"channel.rule": ["bp"]}}],
                          paper=paper))  # fmt: skip
-    with pytest.raises(ConfigError, match="not in the store"):
-        paper_table(sw, Store(tmp_path / "s.sqlite"))
+    with Store(tmp_path / "s.sqlite") as db, pytest.raises(ConfigError, match="not in the store"):
+        paper_table(sw, db)
     run_sweep(sw, tmp_path / "s.sqlite", progress=False)
     nse = results(tmp_path / "s.sqlite", metrics=["test_nse"])[0]["test_nse_mean"]
     table = paper_table(sw, tmp_path / "s.sqlite")
@@ -399,11 +403,31 @@ def test_the_table1_spec_is_valid_and_quick_is_small():
 
 def test_importing_the_sweep_modules_does_not_import_dask():
     code = (
-        "import sys, lpfa, lpfa.sweep, lpfa.store, lpfa.sweep_cli; "
+        "import sys, lpfa, lpfa.sweep, lpfa.sweep.store, lpfa.sweep.cli; "
+        "import lpfa.store, lpfa.sweep_cli; "  # the old paths, too
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_commands_do_not_import_the_lpfa_command_line_back():
+    code = "import sys, lpfa.sweep.cli, lpfa.experiment; print('lpfa.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from lpfa.config import add_set_option
+
+    assert lpfa.cli.add_set_option is add_set_option  # kept where it was
+
+
+def test_the_old_command_module_warns_and_gives_the_same_objects():
+    import importlib
+
+    import lpfa.sweep.cli
+
+    with pytest.warns(DeprecationWarning, match=r"lpfa\.sweep\.cli"):
+        old = importlib.reload(importlib.import_module("lpfa.sweep_cli"))
+    assert old.add_commands is lpfa.sweep.cli.add_commands
 
 
 def test_cli_readers_refuse_a_foreign_database_in_one_line(cli, tmp_path, capsys):
@@ -458,9 +482,9 @@ def _blas_threads(config, **kwargs):
 def test_pool_workers_get_cores_divided_by_workers_blas_threads(tmp_path, monkeypatch, workers):
     from lpfa.threads import usable_cores
 
-    monkeypatch.setattr(lpfa.sweep, "execute_pack", _blas_threads)
+    monkeypatch.setattr(lpfa.sweep.execute, "execute_pack", _blas_threads)
     sw = parse_spec(spec(axes={"channel.rule": ["bp", "rbp"]}, pack=False))
     run_sweep(sw, tmp_path / "s.sqlite", executor="process", workers=workers, progress=False)
     with Store(tmp_path / "s.sqlite") as db:
-        threads = {r["finals"]["blas_threads"] for r in db.runs("tiny")}
+        threads = {r["finals"]["blas_threads"] for r in db.records("tiny")}
     assert threads == {max(1, usable_cores() // workers)}
