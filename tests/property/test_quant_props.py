@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lpfa import quant
 from lpfa.quant import (
     FP8_E4M3,
     FP16,
@@ -24,7 +23,9 @@ from lpfa.quant import (
     grid,
     quantize,
 )
-from lpfa.testing import CONTRACTS, Outcome, check_quantizer, float_arrays, format_values, formats
+from lpfa.testing.contracts import CONTRACTS, Outcome, check_quantizer
+from lpfa.testing.oracles import log_reference
+from lpfa.testing.strategies import float_arrays, format_values, formats
 
 F32 = np.float32
 PROPS = settings(max_examples=60, deadline=None)
@@ -39,7 +40,7 @@ def format_and_input(draw, dynamic=False):
     """A format, a rounding it supports, and a float32 array of values that exercise it."""
     fmt = draw(formats(dynamic=dynamic))
     rounding = draw(st.sampled_from(roundings_for(fmt)))
-    fixed = not isinstance(fmt, Identity) and not isinstance(fmt._scale(), DynamicScale)
+    fixed = not isinstance(fmt, Identity) and fmt.dynamic_scale is None
     values = format_values(fmt) if fixed else None
     x = draw(float_arrays(F32, elements=values, min_dims=1, max_dims=2, min_side=1))
     return fmt, rounding, x
@@ -111,8 +112,8 @@ def test_dynamic_scales_stay_within_the_measured_peak(case):
     if isinstance(fmt, Identity | Minifloat):
         return
     out = q(x, fmt, rounding)
-    scale = fmt._scale()
-    if isinstance(scale, DynamicScale):
+    scale = fmt.dynamic_scale
+    if scale is not None:
         axis = -1 if scale is DynamicScale.PER_ROW else None
         peak = np.max(np.abs(x), axis=axis, keepdims=True).astype(np.float64)  # no overflow
         peak = np.where(peak > 0, peak, 1)
@@ -129,7 +130,7 @@ def test_dynamic_scales_stay_within_the_measured_peak(case):
 def test_log_format_equals_the_eq19_reference(bits, alpha, flush, x):
     np.testing.assert_array_equal(
         quantize(x, LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush)),
-        quant._log_reference(x, bits, alpha, flush),
+        log_reference(x, bits, alpha, flush),
     )
 
 

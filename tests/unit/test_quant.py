@@ -26,7 +26,9 @@ from lpfa.quant import (
     quantize,
     quantizer,
 )
-from lpfa.testing import check_quantizer_main
+from lpfa.quant_kernels import CHUNK
+from lpfa.testing.cli import check_quantizer_main
+from lpfa.testing.oracles import log_reference
 
 F32 = np.float32
 ALL_FORMATS = [
@@ -123,19 +125,19 @@ def test_log_format_float32_bit_trick_equals_eq19_reference(flush):
     for alpha in (2.0**-3, 2.0**-6, 1.0, 0.3, 4.0, 1e-30, 2.0**-100):
         for bits in (1, 2, 3, 8, 20):
             got = quantize(x, LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush))
-            want = quant._log_reference(x, bits, alpha, flush)
+            want = log_reference(x, bits, alpha, flush)
             np.testing.assert_array_equal(got, want, err_msg=f"alpha={alpha} bits={bits}")
 
 
 @pytest.mark.parametrize("flush", [False, True])
 def test_log_format_random_values_equal_reference_across_chunks(flush):
     rng = np.random.default_rng(0)
-    n = 3 * quant._CHUNK + 17  # several blocks and a ragged last one
+    n = 3 * CHUNK + 17  # several blocks and a ragged last one
     x = (rng.standard_normal(n) * np.exp2(rng.uniform(-30, 5, n))).astype(F32)
     x[::5] = 0
     for alpha, bits in ((0.125, 4), (0.3, 6)):
         fmt = LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush)
-        np.testing.assert_array_equal(quantize(x, fmt), quant._log_reference(x, bits, alpha, flush))
+        np.testing.assert_array_equal(quantize(x, fmt), log_reference(x, bits, alpha, flush))
         spec = f"log:bits={bits},alpha={alpha},flush_to_zero={flush}"
         np.testing.assert_array_equal(quantizer(spec)(x), quantize(x, fmt))
 
@@ -173,7 +175,7 @@ def test_log_format_float64_is_exact_where_float64_log2_is_not():
     want = np.asarray([_exact_log_q(float(v), bits, alpha) for v in x])
     np.testing.assert_array_equal(quantize(x, LogFormat(bits=bits, alpha=alpha)), want)
     # The float64 reference (eq. 19 through log2) is not exact at some of these boundaries.
-    assert not np.array_equal(quant._log_reference(x, bits, alpha), want)
+    assert not np.array_equal(log_reference(x, bits, alpha), want)
 
 
 @pytest.mark.parametrize("flush", [False, True])
@@ -184,7 +186,7 @@ def test_log_format_float16_equals_reference(flush):
     for alpha, bits in ((0.125, 4), (0.3, 6), (1.0, 11), (1.0, 15 - flush)):
         got = quantize(x, LogFormat(bits=bits, alpha=alpha, flush_to_zero=flush))
         assert got.dtype == np.float16
-        np.testing.assert_array_equal(got, quant._log_reference(x, bits, alpha, flush))
+        np.testing.assert_array_equal(got, log_reference(x, bits, alpha, flush))
     if flush:  # the decision at 2^-14 / sqrt(2) would fall among the subnormals
         with pytest.raises(ValueError, match=r"the lowest / sqrt\(2\)\) outside the normal range"):
             quantize(x, LogFormat(bits=15, alpha=1.0, flush_to_zero=True))
@@ -463,7 +465,7 @@ def test_bad_quantize_arguments_name_what_is_allowed():
 
 @pytest.mark.parametrize("fmt", [*ALL_FORMATS[:-1], FP16], ids=lambda f: type(f).__name__)
 def test_numpy_and_cupy_agree(xp, fmt):
-    x = np.random.default_rng(0).standard_normal(3 * quant._CHUNK + 5).astype(F32)
+    x = np.random.default_rng(0).standard_normal(3 * CHUNK + 5).astype(F32)
     x[:4] = [0.0, np.inf, -np.inf, np.nan]
     got = quantize(xp.asarray(x), fmt)
     assert type(got) is type(xp.asarray(x))
@@ -542,3 +544,169 @@ def test_toward_zero_never_overflows_a_finite_value_to_inf():
     q = quantize(x, FP16, rounding="toward_zero")
     want = np.asarray([65504, -65504, 65504, np.inf, -np.inf, np.nan], F32)
     np.testing.assert_array_equal(q, want)
+
+
+# --- each format's facts, checked against its grid and its quantize results --------------------
+
+FACT_FORMATS = [
+    LogFormat(bits=1, alpha=0.125),
+    LogFormat(bits=3, alpha=0.125),
+    LogFormat(bits=5, alpha=0.3, flush_to_zero=True),
+    FixedPoint(bits=4, step=0.25),
+    FixedPoint(bits=5, step=0.1),
+    FixedPoint(bits=3, full_scale=1.0, signed=False),
+    Sign(scale=0.5),
+    Ternary(threshold=0.7, scale=2.0),
+    Ternary(threshold=0.0),
+    FP8_E4M3,
+    FP8_E5M2,
+    FP16,
+    Minifloat(exp_bits=3, man_bits=2, subnormals=False),
+    Minifloat(exp_bits=2, man_bits=0, saturate=False),
+    Minifloat(exp_bits=4, man_bits=3, finite_only=True, saturate=False),
+]
+GRIDDED = pytest.mark.parametrize("fmt", FACT_FORMATS, ids=repr)
+
+
+def q_each(fmt, x, rounding):
+    return quantize(x, fmt, rounding=rounding, rng=np.random.default_rng(0))
+
+
+@GRIDDED
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_n_values_is_the_grid_size_and_every_grid_value_is_a_fixed_point(fmt, dtype):
+    g = fmt.grid(dtype)
+    assert g.dtype == dtype
+    assert len(g) == fmt.n_values
+    assert (np.diff(g) > 0).all()
+    np.testing.assert_array_equal(g, grid(fmt, dtype))
+    for rounding in fmt.roundings:
+        np.testing.assert_array_equal(q_each(fmt, g, rounding), g, err_msg=rounding.value)
+
+
+@GRIDDED
+def test_code_bits_are_what_a_code_of_the_grid_needs(fmt):
+    if isinstance(fmt, LogFormat):  # the paper's count of magnitude levels
+        assert fmt.code_bits == fmt.bits
+        assert fmt.n_values == 2 * fmt.bits + 1
+    else:
+        assert fmt.code_bits == math.ceil(math.log2(fmt.n_values))
+    if isinstance(fmt, Minifloat):
+        assert fmt.code_bits == 1 + fmt.exp_bits + fmt.man_bits
+
+
+def _nudged(t, dtype, up):
+    """A few ulps above or below t in dtype (the smallest normal next to t = 0)."""
+    t = dtype(t)
+    step = np.finfo(dtype).smallest_normal if t == 0 else 4 * np.spacing(np.abs(t))
+    return t + step if up else t - step
+
+
+@GRIDDED
+def test_decision_points_split_neighbours_in_the_format_s_metric(fmt):
+    g = fmt.grid(F32).astype(np.float64)
+    t = fmt.decision_points(F32)
+    lo, hi = g[:-1], g[1:]
+    assert t.shape == (len(g) - 1,)
+    assert ((lo <= t) & (t <= hi)).all()
+    if isinstance(fmt, LogFormat):  # halfway in log2 between levels of one sign
+        same = lo * hi > 0
+        np.testing.assert_allclose(np.log2(np.abs(t[same])), np.log2(np.abs(lo * hi)[same]) / 2)
+    elif isinstance(fmt, FixedPoint | Minifloat):  # halfway on the line
+        np.testing.assert_allclose(t, (lo + hi) / 2)
+    # and nearest rounding switches there: q(x) = grid[number of decision points below x] (a
+    # value between two equal points, like 0 in eq. 19 as written, is reached at that point only)
+    near = [_nudged(v, F32, up) for v in t for up in (False, True)]
+    x = np.asarray(near, F32)
+    want = g[np.searchsorted(t, x.astype(np.float64), side="left")]
+    np.testing.assert_array_equal(quantize(x, fmt).astype(np.float64), want)
+
+
+@GRIDDED
+def test_odd_symmetry_holds_iff_claimed(fmt):
+    x = np.concatenate([fmt.grid(F32), np.linspace(-3, 3, 601, dtype=F32) * fmt.grid(F32)[-1]])
+    x = x[x != 0]
+    odd = all(
+        np.array_equal(quantize(-x, fmt, rounding=r), -quantize(x, fmt, rounding=r), equal_nan=True)
+        for r in fmt.roundings - {Rounding.STOCHASTIC}
+    )
+    assert odd == fmt.odd_symmetric
+
+
+@GRIDDED
+def test_has_zero_iff_zero_is_a_value_and_q_of_0_is_0(fmt):
+    assert fmt.has_zero == (0 in fmt.grid(F32))
+    for rounding in fmt.roundings:
+        zeros = q_each(fmt, np.zeros(64, F32), rounding)
+        assert (zeros == 0).all() == fmt.has_zero, rounding.value
+    assert quantizer(fmt).keeps_zero == fmt.has_zero
+
+
+@GRIDDED
+def test_nonfinite_says_what_quantize_does_with_inf_and_nan(fmt):
+    for rounding in fmt.roundings:
+        got = q_each(fmt, np.asarray([np.inf, -np.inf, np.nan], F32), rounding)
+        np.testing.assert_array_equal(got, np.asarray(fmt.nonfinite(F32), F32))
+
+
+@pytest.mark.parametrize("fmt", [*FACT_FORMATS, Identity()], ids=repr)
+def test_roundings_are_the_ones_quantize_accepts(fmt):
+    x = np.linspace(-1, 1, 9, dtype=F32)
+    for rounding in Rounding:
+        if rounding in fmt.roundings:
+            q_each(fmt, x, rounding)
+        else:
+            with pytest.raises(ValueError, match=f"rounding={rounding.value}: "):
+                q_each(fmt, x, rounding)
+            with pytest.raises(ValueError, match=f"rounding={rounding.value}: "):
+                quantizer(fmt, rounding)
+
+
+def test_identity_has_no_grid_and_passes_everything_through():
+    fmt = Identity()
+    assert fmt.n_values is None
+    assert fmt.code_bits is None
+    assert fmt.roundings == frozenset(Rounding)
+    with pytest.raises(ValueError, match="needs a format with a finite grid"):
+        fmt.grid()
+    with pytest.raises(ValueError, match="needs a format with a finite grid"):
+        fmt.decision_points()
+    x = np.asarray([np.inf, -np.inf, np.nan], F32)
+    np.testing.assert_array_equal(quantize(x, fmt), np.asarray(fmt.nonfinite(), F32))
+
+
+def test_dynamic_scales_are_named_in_a_spec():
+    fmt = parse_format("log:bits=3,alpha=per_row")
+    assert fmt == LogFormat(bits=3, alpha=DynamicScale.PER_ROW)
+    assert fmt.dynamic_scale is DynamicScale.PER_ROW
+    assert parse_format("fixed:bits=8,full_scale=PER_TENSOR").dynamic_scale is (
+        DynamicScale.PER_TENSOR
+    )
+    assert parse_format("sign:scale=per_row").scale is DynamicScale.PER_ROW
+    assert LogFormat(bits=3, alpha=0.125).dynamic_scale is None
+    with pytest.raises(ValueError, match="is not a Python literal or one of per_tensor, per_row"):
+        parse_format("log:bits=3,alpha=per_column")
+    with pytest.raises(ValueError, match=r"grid\(\) needs a fixed scale"):
+        fmt.grid()
+
+
+# --- quantizer(): a frozen callable --------------------------------------------------------------
+
+
+def test_quantizer_is_a_frozen_object_equal_to_quantize():
+    import dataclasses
+
+    q = quantizer("log:bits=3,alpha=0.125", "nearest")
+    assert isinstance(q, quant.Quantizer)
+    assert q.fmt == LogFormat(bits=3, alpha=0.125)
+    assert q.rounding is Rounding.NEAREST
+    assert q.keeps_zero
+    x = np.linspace(-1, 1, 101, dtype=F32)
+    np.testing.assert_array_equal(q(x), quantize(x, q.fmt))
+    np.testing.assert_array_equal(q(x[::2]), quantize(x[::2], q.fmt))  # not contiguous
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        q.fmt = Sign()
+    assert quantizer(None) is None
+    assert quantizer(Sign(), "stochastic", np.random.default_rng(0)).keeps_zero is False
+    with pytest.raises(ValueError, match="rng=None: rounding=stochastic needs a generator"):
+        quantizer("fixed:bits=4,step=0.25", "stochastic")

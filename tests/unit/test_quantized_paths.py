@@ -146,3 +146,26 @@ def test_forward_path_dac_adc_and_conductance_levels(xp):
 def test_bad_formats_are_refused(kw, message):
     with pytest.raises(C.ConfigError, match=message):
         C.from_dict(C.RunConfig, {"channel": kw})
+
+
+def test_a_per_row_error_scale_maps_each_example_s_peak_to_alpha(xp):
+    sizes = (6, 5, 4, 3)
+    cfg = small_config(sizes, "rbp")
+    net = build(xp, cfg, rule="rbp", error_format="log:bits=3,alpha=per_row")
+    x, t = batch(xp, sizes)
+    outs = net.forward(x)
+    deltas = net.deltas(outs, t)
+    for h, r in enumerate(deltas[:-1], 1):
+        received = to_numpy(r) / to_numpy(1 - outs[h] ** 2)  # undo f′ (tanh)
+        peak = np.abs(received).max(axis=-1, keepdims=True)  # one scale per example and member
+        levels = np.asarray([0.0, 0.25, 0.5, 1.0])
+        ratio = np.abs(received / peak).ravel()
+        assert np.isclose(ratio[:, None], levels, rtol=1e-9, atol=0).any(axis=1).all()
+
+
+def test_a_per_tensor_update_scale_is_refused(xp):
+    # per-example updates are quantized a chunk of examples at a time: one peak would pool them
+    cfg = small_config((6, 5, 3), "srbp")
+    with pytest.raises(ValueError, match=r"channel\.update_format=.*per_tensor scale would pool"):
+        build(xp, cfg, rule="srbp", update_format="log:bits=3,alpha=per_tensor")
+    build(xp, cfg, rule="srbp", update_format="log:bits=3,alpha=per_row")

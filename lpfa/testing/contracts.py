@@ -1,10 +1,5 @@
-"""Quantizer test kit: hypothesis strategies and contracts that any quantizer callable must keep.
-
-:func:`check_quantizer` runs each contract as a hypothesis search for a counterexample (seeded, so
-a run is reproducible) and reports, per contract, whether it held and the minimal (shrunk) failing
-input if it did not. :func:`check_quantizer_main` is the command-line front end
-(``lpfa check-quantizer module:callable``). Needs hypothesis (the ``dev`` extra); ``import lpfa``
-does not import this module. The kit checks numpy callables on the host.
+"""The contracts a quantizer must keep, and :func:`check_quantizer`, which searches for a
+counterexample to each.
 
 The contracts, for a quantizer ``q`` with grid ``G`` (sorted values) and
 ``c = clip(x, G[0], G[-1])``:
@@ -24,12 +19,13 @@ odd_symmetric
     ``q(-x) == -q(x)`` for ``x != 0``, where the format is odd-symmetric (deterministic rounding).
 error_bound
     ``q(x)`` is one of the two grid neighbours ``lo <= c <= hi``: for nearest rounding the one on
-    the correct side of the format's decision point (the midpoint for uniform grids and
-    minifloats, so ``|q(x) - c| <= (hi - lo) / 2``; the geometric mean for :class:`LogFormat`,
-    and next to 0 either 0 or, with ``flush_to_zero``, the lowest level / sqrt(2); the dead zone
-    for :class:`Ternary`), for toward-zero the one nearer to 0, for stochastic
-    either (error below one step). Decisions within ``ulps`` units in the last place of a decision
-    point may go either way, to allow for the rounding of ``x / step``.
+    the correct side of the format's decision point (``fmt.decision_points()``: the midpoint for
+    uniform grids and minifloats, so ``|q(x) - c| <= (hi - lo) / 2``; the geometric mean for
+    :class:`~lpfa.quant.LogFormat`, and next to 0 either 0 or, with ``flush_to_zero``, the lowest
+    level / sqrt(2); the dead zone for :class:`~lpfa.quant.Ternary`), for toward-zero the one
+    nearer to 0, for stochastic either (error below one step). Decisions within ``ulps`` units in
+    the last place of a decision point may go either way, to allow for the rounding of
+    ``x / step``.
 unbiased
     Stochastic rounding: the mean of ``samples`` draws at one value ``c`` is within
     ``z * sqrt((hi - c)(c - lo) / samples)`` of ``c`` (the Bernoulli variance), plus a few ulps.
@@ -37,22 +33,18 @@ unbiased
 reproducible
     Stochastic rounding: the same seed gives the same output.
 nonfinite
-    NaN maps to NaN; +-inf map to the format's documented values (saturation for most formats, see
-    each format's docstring). Without a format: NaN maps to NaN and +-inf to a non-NaN value.
+    NaN maps to NaN; +-inf map to the format's documented values (``fmt.nonfinite()``: saturation
+    for most formats, see each format's docstring). Without a format: NaN maps to NaN and +-inf
+    to a non-NaN value.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import inspect
 import math
 import random
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -61,34 +53,11 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, NoSuchExample
 from hypothesis.extra import numpy as hnp
 
-from lpfa import quant
-from lpfa.quant import (
-    _FORMAT_NAMES,
-    _PRESETS,
-    DynamicScale,
-    FixedPoint,
-    Format,
-    Identity,
-    LogFormat,
-    Minifloat,
-    Rounding,
-    Sign,
-    Ternary,
-    parse_format,
-)
+from lpfa.quant import Format, Rounding
+from lpfa.testing.claims import Claims, claims_of
+from lpfa.testing.strategies import _values, float_arrays
 
-__all__ = [
-    "CONTRACTS",
-    "ContractResult",
-    "Outcome",
-    "Report",
-    "check_quantizer",
-    "check_quantizer_main",
-    "float_arrays",
-    "format_values",
-    "formats",
-    "parse_format",
-]
+__all__ = ["CONTRACTS", "ContractResult", "Outcome", "Report", "check_quantizer"]
 
 CONTRACTS = (
     "dtype_shape",
@@ -102,230 +71,6 @@ CONTRACTS = (
     "reproducible",
     "nonfinite",
 )
-
-
-# --- strategies ---------------------------------------------------------------------------------
-
-
-def _finite(
-    dtype: Any = np.float32, min_value: float | None = None, max_value: float | None = None
-) -> st.SearchStrategy[float]:
-    """``floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False)``; width 16
-    for float16. Bounds are rounded inward to that width."""
-    width = 16 if np.dtype(dtype) == np.float16 else 32
-    ft = np.float16 if width == 16 else np.float32
-
-    def inward(v: float | None, up: bool) -> float | None:
-        if v is None:
-            return None
-        w = ft(np.clip(v, -np.finfo(ft).max, np.finfo(ft).max))
-        if (float(w) < v) if up else (float(w) > v):
-            w = np.nextafter(w, ft(np.inf if up else -np.inf))
-        return float(w)
-
-    return st.floats(
-        min_value=inward(min_value, True),
-        max_value=inward(max_value, False),
-        width=width,
-        allow_nan=False,
-        allow_infinity=False,
-        allow_subnormal=False,
-    )
-
-
-def float_arrays(
-    dtype: Any = np.float32,
-    *,
-    elements: st.SearchStrategy | None = None,
-    shape: tuple[int, ...] | st.SearchStrategy | None = None,
-    min_dims: int = 0,
-    max_dims: int = 3,
-    min_side: int = 0,
-    max_side: int = 6,
-    min_value: float | None = None,
-    max_value: float | None = None,
-) -> st.SearchStrategy[np.ndarray]:
-    """Numpy float arrays of finite, normal float32-representable values (or ``elements``).
-
-    Parameters
-    ----------
-    dtype : numpy float dtype
-        float16, float32 or float64 (the default values are float32 numbers, float16 for float16).
-    elements : strategy, optional
-        Element values; default ``floats(width=32, allow_nan=False, allow_infinity=False,
-        allow_subnormal=False)`` within ``[min_value, max_value]``.
-    shape : tuple or strategy, optional
-        Default: any shape with ``min_dims..max_dims`` axes of ``min_side..max_side`` elements
-        (empty arrays included when ``min_side`` is 0).
-    """
-    if elements is None:
-        elements = _finite(dtype, min_value, max_value)
-    if shape is None:
-        shape = hnp.array_shapes(
-            min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
-        )
-    return hnp.arrays(dtype, shape, elements=elements)
-
-
-def _nudge(v: float, n: int, dtype: Any) -> float:
-    """``v`` moved by ``n`` units in the last place of ``dtype`` (not into the subnormals)."""
-    x = np.asarray(v, dtype=dtype)
-    for _ in range(abs(n)):
-        x = np.nextafter(x, np.asarray(np.inf if n > 0 else -np.inf, dtype=dtype))
-    if x != 0 and abs(x) < np.finfo(dtype).smallest_normal:
-        return float(np.asarray(v, dtype=dtype))
-    return float(x)
-
-
-def format_values(
-    fmt: Format | None = None, *, grid: Any = None, dtype: Any = np.float32
-) -> st.SearchStrategy[float]:
-    """Values that exercise a format: uniform over 3x its range, its grid points and decision
-    points nudged by up to 2 ulps (ties and boundaries), and values between its small levels.
-
-    Parameters
-    ----------
-    fmt : Format, optional
-        A fixed-scale format; or give ``grid``; with neither, floats in [-1e3, 1e3].
-    grid : array-like, optional
-        The representable values.
-    dtype : numpy float dtype
-        The values are exactly representable in it.
-    """
-    return _values(_spec(fmt, grid, dtype), dtype)
-
-
-def _values(spec: _Spec, dtype: Any) -> st.SearchStrategy[float]:
-    g = spec.grid
-    if g is None:
-        return _finite(dtype, -1e3, 1e3)
-    top = float(np.max(np.abs(g)))
-    limit = top if spec.overflows else 3 * top
-    uniform = _finite(dtype, -limit, limit)
-    marks = np.concatenate([g, spec.thresholds])
-    marks = np.unique(marks[np.isfinite(marks)]).tolist()
-    nudged = st.builds(partial(_nudge, dtype=dtype), st.sampled_from(marks), st.integers(-2, 2))
-    nonzero = [v for v in g.tolist() if v != 0]
-    if not nonzero:
-        return st.one_of(uniform, nudged)
-    between = st.builds(
-        lambda v, j: _nudge(v * 0.75**j, 0, dtype), st.sampled_from(nonzero), st.integers(1, 6)
-    )
-    return st.one_of(uniform, nudged, between)
-
-
-def formats(*, dynamic: bool = False) -> st.SearchStrategy[Format]:
-    """Formats of every kind with small parameters (fixed scales unless ``dynamic``)."""
-    alphas = st.sampled_from([1.0, 0.125, 2.0**-6, 0.3, 1.7, 4.0])
-    scales: st.SearchStrategy = alphas
-    if dynamic:
-        scales = st.one_of(alphas, st.sampled_from(list(DynamicScale)))
-    fixed = st.one_of(
-        st.builds(
-            FixedPoint,
-            bits=st.integers(2, 10),
-            step=st.sampled_from([1.0, 0.25, 0.1, 2.0**-6]),
-            signed=st.booleans(),
-        ),
-        st.builds(FixedPoint, bits=st.integers(2, 10), full_scale=scales, signed=st.booleans()),
-    )
-    shifts: st.SearchStrategy = st.sampled_from([1.0, 2.0**-4, 8.0])  # Minifloat: powers of 2
-    if dynamic:
-        shifts = st.one_of(shifts, st.sampled_from(list(DynamicScale)))
-    minifloats = st.one_of(
-        st.sampled_from([quant.FP8_E4M3, quant.FP8_E5M2, quant.FP16, quant.BF16]),
-        st.builds(
-            Minifloat,
-            exp_bits=st.integers(2, 5),
-            man_bits=st.integers(0, 4),
-            subnormals=st.booleans(),
-            saturate=st.booleans(),
-            scale=shifts,
-        ),
-    )
-    return st.one_of(
-        st.builds(LogFormat, bits=st.integers(1, 8), alpha=scales, flush_to_zero=st.booleans()),
-        fixed,
-        st.builds(Sign, scale=scales),
-        st.builds(Ternary, threshold=st.sampled_from([0.0, 0.25, 0.5, 0.7]), scale=scales),
-        minifloats,
-        st.just(Identity()),
-    )
-
-
-# --- what a format promises ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Spec:
-    """What the contracts need to know about a format, in float64 (values of ``dtype``)."""
-
-    grid: np.ndarray | None  # sorted representable values; None: every float (Identity)
-    thresholds: np.ndarray | None  # nearest-rounding decision points, len(grid) - 1
-    odd: bool  # odd-symmetric for x != 0
-    inf_image: tuple[float, float] | None  # q(+inf), q(-inf); None: saturate or pass through
-    identity: bool = False
-    overflows: bool = False  # overflows to inf/NaN beyond the grid: draw values within it
-
-
-def _spec(fmt: Format | None, grid: Any, dtype: Any, odd: bool | None = None) -> _Spec:
-    dt = np.dtype(dtype)
-    if fmt is not None and grid is not None:
-        raise ValueError("fmt and grid: give one of them (the grid of a format is grid(fmt))")
-    if isinstance(fmt, Identity):
-        return _Spec(
-            grid=None,
-            thresholds=None,
-            odd=True if odd is None else odd,
-            inf_image=(math.inf, -math.inf),
-            identity=True,
-        )
-    if fmt is None:
-        if grid is None:
-            return _Spec(grid=None, thresholds=None, odd=bool(odd), inf_image=None)
-        g = np.unique(np.asarray(grid, dtype=dt)).astype(np.float64)
-        g = g[np.isfinite(g)]
-        if g.size == 0:
-            raise ValueError("grid=[]: needs at least one finite value")
-        symmetric = bool(np.array_equal(g, -g[::-1]))
-        return _Spec(
-            grid=g,
-            thresholds=(g[:-1] + g[1:]) / 2,
-            odd=symmetric if odd is None else odd,
-            inf_image=None,
-        )
-    if not isinstance(fmt, quant._FORMATS):
-        raise ValueError(f"fmt={fmt!r}: must be an lpfa.quant format")
-    if isinstance(fmt._scale(), DynamicScale):
-        raise ValueError(
-            f"fmt={fmt!r}: check_quantizer needs a fixed scale (its grid depends on the data "
-            "under a DynamicScale)"
-        )
-    g = quant.grid(fmt, dt).astype(np.float64)
-    lo, hi = g[:-1], g[1:]
-    if isinstance(fmt, LogFormat):
-        t = np.sign(lo + hi) * np.sqrt(np.abs(lo * hi))  # geometric mean; 0 next to 0 ...
-        if fmt.flush_to_zero:  # ... unless the lower half log-step of the lowest level flushes
-            t[lo == 0] = hi[lo == 0] / math.sqrt(2)
-            t[hi == 0] = lo[hi == 0] / math.sqrt(2)
-    elif isinstance(fmt, Ternary):
-        t = np.array([-1.0, 1.0]) * float(dt.type(fmt.threshold)) * float(dt.type(fmt.scale))
-    elif isinstance(fmt, Sign):
-        t = np.array([0.0])
-    else:
-        t = (lo + hi) / 2
-    fmt_odd = not (isinstance(fmt, FixedPoint) and not fmt.signed)
-    if isinstance(fmt, Minifloat) and not fmt.saturate:
-        inf_image = (math.nan, math.nan) if fmt.finite_only else (math.inf, -math.inf)
-    else:
-        inf_image = (float(g[-1]), float(g[0]))
-    return _Spec(
-        grid=g,
-        thresholds=t,
-        odd=fmt_odd if odd is None else odd,
-        inf_image=inf_image,
-        overflows=isinstance(fmt, Minifloat) and not fmt.saturate,
-    )
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -425,7 +170,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _allowed(
-    spec: _Spec, c: np.ndarray, rounding: Rounding, ulps: int, dtype: Any
+    spec: Claims, c: np.ndarray, rounding: Rounding, ulps: int, dtype: Any
 ) -> list[np.ndarray]:
     """Per element of c (finite, clipped to the range), the grid values q may return.
 
@@ -458,7 +203,7 @@ class _Checker:
     def __init__(
         self,
         q: Callable[..., Any],
-        spec: _Spec,
+        spec: Claims,
         rounding: Rounding,
         dtype: np.dtype,
         *,
@@ -811,7 +556,7 @@ def check_quantizer(
     dt = np.dtype(dtype)
     if dt.kind != "f":
         raise ValueError(f"dtype={dt}: must be a float dtype")
-    spec = _spec(fmt, grid, dt, odd_symmetric)
+    spec = claims_of(fmt, grid, dt, odd_symmetric)
     checker = _Checker(
         q,
         spec,
@@ -829,115 +574,3 @@ def check_quantizer(
 
 def _is_pos_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def _load(spec: str) -> Callable[..., Any]:
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"spec={spec!r}: must be module:callable, e.g. mypkg.quant:q8")
-    try:
-        obj: Any = importlib.import_module(module)
-    except ImportError:
-        raise
-    except SyntaxError as err:  # the user's module does not parse
-        raise ValueError(
-            f"spec={spec!r}: {err.filename}, line {err.lineno}: SyntaxError: {err.msg}"
-        ) from None
-    except Exception as err:  # the user's module raised while it was imported
-        raise ValueError(
-            f"spec={spec!r}: importing {module} raised {type(err).__name__}: {err}"
-        ) from None
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"spec={spec!r}: {attr} is not callable")
-    return obj
-
-
-def _bind(q: Callable[..., Any], fmt: Format | None, rounding: Rounding) -> Callable[..., Any]:
-    """Pass ``fmt=`` and ``rounding=`` to callables that take them (like lpfa.quant.quantize)."""
-    try:
-        params = inspect.signature(q).parameters
-    except (TypeError, ValueError):
-        return q
-    kw: dict[str, Any] = {}
-    if fmt is not None and "fmt" in params:
-        kw["fmt"] = fmt
-    if "rounding" in params:
-        kw["rounding"] = rounding
-    return partial(q, **kw) if kw else q
-
-
-def check_quantizer_main(argv: Sequence[str] | None = None) -> int:
-    """Command line: check ``module:callable`` against the kit; one line per contract.
-
-    Returns 0 when every contract holds (or is skipped), 1 when one fails, 2 for a usage error
-    (bad spec, import failure, bad format).
-    """
-    p = argparse.ArgumentParser(
-        prog="lpfa check-quantizer",
-        description="Check a quantizer callable q(x) (q(x, rng=...) for stochastic rounding) "
-        "against the contracts of lpfa.testing. Callables with fmt=/rounding= parameters (like "
-        "lpfa.quant:quantize) get them from --format/--rounding.",
-    )
-    p.add_argument("spec", help="module:callable, e.g. mypkg.quant:q8")
-    p.add_argument(
-        "--format",
-        dest="fmt",
-        help="format the callable implements: name[:key=value,...], e.g. log:bits=4,alpha=0.125; "
-        "names: " + ", ".join([*_FORMAT_NAMES, *_PRESETS]),
-    )
-    p.add_argument(
-        "--grid",
-        help="instead of --format: comma-separated representable values (write --grid=-1,0,1 "
-        "when the first value is negative)",
-    )
-    p.add_argument(
-        "--odd-symmetric",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="require q(-x) == -q(x) (default: from the format, or a symmetric grid)",
-    )
-    p.add_argument(
-        "--rounding",
-        default="nearest",
-        choices=[r.value for r in Rounding],
-        help="rounding the callable claims (default nearest)",
-    )
-    p.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
-    p.add_argument("--max-examples", type=int, default=100, help="hypothesis examples per contract")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--contracts", help="comma-separated subset of: " + ", ".join(CONTRACTS))
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        fmt = parse_format(args.fmt) if args.fmt else None
-        grid = None
-        if args.grid:
-            grid = [float(v) for v in args.grid.split(",") if v.strip()]
-        q = _bind(_load(args.spec), fmt, Rounding(args.rounding))
-        contracts = CONTRACTS
-        if args.contracts:
-            contracts = tuple(c.strip() for c in args.contracts.split(",") if c.strip())
-        report = check_quantizer(
-            q,
-            fmt,
-            grid=grid,
-            rounding=args.rounding,
-            odd_symmetric=args.odd_symmetric,
-            dtype=args.dtype,
-            contracts=contracts,
-            max_examples=args.max_examples,
-            seed=args.seed,
-        )
-    except (ValueError, ImportError, AttributeError) as e:
-        print(f"lpfa check-quantizer: error: {e}", file=sys.stderr)
-        return 2
-    for line in report.lines():
-        print(line)
-    return 0 if report.ok else 1
