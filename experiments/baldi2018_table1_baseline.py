@@ -18,13 +18,17 @@ import sys
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.experiment import accuracy_rows, obtain, parser, script, shrink, variants
+from lpfa import papers
+from lpfa.experiment import accuracy_rows, obtain, parser, script, shrink
 from lpfa.plots import curves
 from lpfa.report import comparison_table
 from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER = {"bp": 97.9, "rbp": 97.2, "srbp": 97.2, "top": 84.7}
+TABLE = "baldi2018_table1"
+# the paper's row "MNIST Baseline": bp, rbp, srbp, top
+LABELS = [r["label"] for r in papers.table(TABLE) if r["row"] == "MNIST Baseline"]
+PAPER = papers.values(TABLE, LABELS)
 # issue targets: BP >= 97.5, RBP/SRBP >= 96.8, top layer only within 3 points of 84.7
 TARGETS = {"bp": 97.5, "rbp": 96.8, "srbp": 96.8, "top": (81.7, 87.7)}
 
@@ -35,7 +39,7 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     base = dataclasses.replace(base, seeds=tuple(range(n)), backend=backend)
     if quick:
         base = shrink(base, epochs=3)
-    return variants(base, {rule: {"rule": rule} for rule in PAPER})
+    return papers.configs(TABLE, base, LABELS)
 
 
 @script
@@ -54,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         title="Baldi et al. 2018 Fig. 1: MNIST 784-100x4-10 tanh",
         diverged=results.diverged,
     )
+    hidden = range(1, next(iter(results.configs.values())).model.n_layers)
     curves(
         results.runs,
-        [("angle_1", "layer 1"), ("angle_2", "layer 2"), ("angle_4", "layer 4")],
+        [(f"angle_{h}", f"layer {h}") for h in hidden],
         out / "angles.png",
-        title="angle between the rule's and BP's hidden updates (°)",
+        title="angle between the rule's and BP's hidden updates (°), every hidden layer",
         diverged=results.diverged,
     )
     print(table)

@@ -26,6 +26,7 @@ from hwmodels.energy import TechTable, arith_format, energy_terms, joules
 from hwmodels.layout import Floorplan
 from hwmodels.locality import UpdateAudit, classify, information, trace_step
 from lpfa.plots import pyplot, save
+from lpfa.rules import Delivery, spec
 from lpfa.runfiles import atomic_write_text, dump_json
 
 __all__ = [
@@ -238,7 +239,7 @@ def audit(
     per_step["total"] = sum(per_step[p] for p in PHASES)
     steps = max(trace.n_train // B, 1)
     notes = list(cc.notes)
-    if str(trace.cfg.channel.rule.value) == "pbp":
+    if spec(trace.cfg.channel.rule).delivery is Delivery.PSEUDO_INVERSE:
         notes.append("the pseudo-inverse (an SVD per step) is not counted in the channel's MACs")
     return Audit(
         label=label or _rule_name(trace.cfg.channel),

@@ -11,47 +11,35 @@ from __future__ import annotations
 
 import argparse
 import math
-from importlib import resources
 from pathlib import Path
 
 from lpfa import config as C
-from lpfa.cli import add_set_option
-from lpfa.config import ConfigError
+from lpfa import papers
+from lpfa.config import ConfigError, add_set_option
+from lpfa.rules import RULES, aliases
 
 __all__ = ["PRESETS", "RULE_VARIANTS", "add_commands", "expand"]
 
-# rule names accepted by --rules, with the channel fields they set
+# names accepted by --rules, with the channel fields they set (each rule's declaration)
 RULE_VARIANTS: dict[str, list[str]] = {
-    "bp": ["channel.rule=bp"],
-    "rbp": ["channel.rule=rbp"],
-    "srbp": ["channel.rule=srbp"],
-    "sbp": ["channel.rule=sbp"],
-    "arbp": ["channel.rule=rbp", "channel.adapt_lr=0.1"],
-    "asrbp": ["channel.rule=srbp", "channel.adapt_lr=1.0"],
-    "mixed": ["channel.rule=mixed", "channel.skip_layers=[1]"],
-    "cascade": ["channel.rule=cascade"],
-    "pbp": ["channel.rule=pbp"],
-    "node_perturbation": ["channel.rule=node_perturbation"],
-    "top": ["channel.rule=top"],
+    label: overrides for rule in RULES.values() for label, overrides in rule.settings().items()
 }
-_SPARSE1 = ["channel.feedback=bernoulli", "channel.feedback_nonzeros=1"]
-_ERROR = "channel.error_format=log:bits={b},alpha=0.125"
-# labels as in experiments/baldi2018_*.py, so their results.csv join on them
+# rows of a paper table, with its labels and settings, so that results join on them
 PRESETS: dict[str, dict[str, list[str]]] = {
-    "baldi2018": {
-        "bp": ["channel.rule=bp"],
-        "rbp": ["channel.rule=rbp"],
-        "srbp": ["channel.rule=srbp"],
-        "sparse1_rbp": ["channel.rule=rbp", *_SPARSE1],
-        "sparse1_srbp": ["channel.rule=srbp", *_SPARSE1],
-        **{
-            f"error{b}_{r}": [f"channel.rule={r}", _ERROR.format(b=b)]
-            for r in ("bp", "rbp", "srbp")
-            for b in (5, 3, 1)
-        },
-    },
+    "baldi2018": papers.variants(
+        "baldi2018_table1",
+        [
+            "bp",
+            "rbp",
+            "srbp",
+            "sparse1_rbp",
+            "sparse1_srbp",
+            *(f"error{b}_{r}" for r in ("bp", "rbp", "srbp") for b in (5, 3, 1)),
+        ],
+    ),
 }
-BUNDLED = {"paper:baldi2018": "data/baldi2018_table1.csv"}
+# --results paper:NAME reads a table of lpfa.papers; paper:baldi2018 is Baldi et al.'s Table 1
+_PAPER_ALIASES = {"baldi2018": "baldi2018_table1"}
 
 
 def expand(rules: str | None, presets: list[str], variants: list[str]) -> dict[str, list[str]]:
@@ -61,7 +49,7 @@ def expand(rules: str | None, presets: list[str], variants: list[str]) -> dict[s
         names = list(RULE_VARIANTS) if rules.strip() == "all" else rules.split(",")
         for name in (n.strip() for n in names if n.strip()):
             key = name.lower().replace("-", "_")
-            key = {"fa": "rbp", "dfa": "srbp", "np": "node_perturbation"}.get(key, key)
+            key = aliases().get(key, key)
             if key not in RULE_VARIANTS:
                 raise ConfigError(
                     "--rules", name, f"unknown rule; allowed: {', '.join(RULE_VARIANTS)}, all"
@@ -83,12 +71,15 @@ def _results(paths: list[str]) -> dict[str, float]:
 
     acc: dict[str, float] = {}
     for p in paths:
-        if p in BUNDLED:
-            path = Path(str(resources.files("hwmodels").joinpath(BUNDLED[p])))
-        else:
-            path = Path(p)
+        if p.startswith("paper:"):
+            name = p.removeprefix("paper:")
+            name = _PAPER_ALIASES.get(name, name)
+            if name not in papers.names():
+                raise ConfigError("--results", p, f"allowed papers: {', '.join(papers.names())}")
+            acc.update(papers.values(name))
+            continue
         try:
-            acc.update(read_accuracy(path))
+            acc.update(read_accuracy(Path(p)))
         except OSError as err:
             raise ConfigError("--results", p, f"cannot be read: {err.strerror}") from None
         except (ValueError, KeyError, UnicodeDecodeError) as err:
@@ -203,8 +194,9 @@ def add_commands(subparsers) -> None:
         action="append",
         default=[],
         metavar="CSV",
-        help="results file with columns label,test_acc (e.g. results/<exp>/results.csv, or "
-        "paper:baldi2018 for Baldi et al.'s Table 1) for the accuracy-vs-cost figure",
+        help="results file with columns label,test_acc (e.g. results/<exp>/results.csv), or "
+        "paper:NAME, a table of lpfa.papers (paper:baldi2018 is Baldi et al.'s Table 1), for the "
+        "accuracy-vs-cost figure",
     )
     p.add_argument(
         "--data",

@@ -33,6 +33,7 @@ import numpy as np
 from hwmodels.layout import Floorplan
 from hwmodels.locality import StepTrace
 from hwmodels.trace import Source
+from lpfa.rules import spec
 
 __all__ = [
     "ChannelCost",
@@ -56,10 +57,10 @@ def format_bits(fmt: Any, dtype: str = "float32", *, levels: bool = False) -> fl
         None and ``Identity`` carry the dtype's width (32 for float32).
     dtype : str
     levels : bool
-        False (default): the nominal code width — ``LogFormat.bits`` as Baldi et al. (2018)
-        count it (eq. 19), ``FixedPoint.bits``, 1 for ``Sign``, 2 for ``Ternary``,
-        1 + exp_bits + man_bits for ``Minifloat``. True: log2 of the number of distinct values
-        (information content): log2(2·bits + 1) for a LogFormat, log2(3) ≈ 1.58 for Ternary.
+        False (default): the format's code width ``fmt.code_bits`` (``LogFormat.bits`` as Baldi
+        et al. (2018) count it, eq. 19). True: log2 of its number of distinct values
+        ``fmt.n_values`` (information content): log2(2·bits + 1) for a LogFormat, log2(3) ≈ 1.58
+        for Ternary.
     """
     width = float(np.dtype(dtype).itemsize * 8)
     if fmt is None:
@@ -68,23 +69,13 @@ def format_bits(fmt: Any, dtype: str = "float32", *, levels: bool = False) -> fl
         from lpfa.quant import parse_format
 
         fmt = parse_format(fmt)
-    name = type(fmt).__name__
-    if name == "Identity":
+    try:
+        n_values, code_bits = fmt.n_values, fmt.code_bits
+    except AttributeError:
+        raise ValueError(f"fmt={fmt!r}: no notion of bits per value") from None
+    if n_values is None:  # every value of the dtype (Identity)
         return width
-    if name == "Sign":
-        return 1.0
-    if name == "Ternary":
-        return math.log2(3) if levels else 2.0
-    if name == "Minifloat":
-        return float(1 + fmt.exp_bits + fmt.man_bits)
-    if name == "LogFormat":
-        return math.log2(2 * fmt.bits + 1) if levels else float(fmt.bits)
-    if name == "FixedPoint":
-        n_values = 2 * fmt.levels + 1 if fmt.signed else fmt.levels + 1
-        return math.log2(n_values) if levels else float(fmt.bits)
-    if hasattr(fmt, "bits"):
-        return float(fmt.bits)
-    raise ValueError(f"fmt={fmt!r}: no notion of bits per value")
+    return math.log2(n_values) if levels else float(code_bits)
 
 
 def eq14_weights(sizes) -> int:
@@ -100,25 +91,14 @@ def eq15_weights(sizes) -> int:
 def channel_closed_form(channel, sizes) -> tuple[int | None, str]:
     """Channel multiply-accumulates per example for a dense channel, and the formula's name.
 
-    None where the rule has no closed form here (per-weight feedback).
+    The closed form is the rule's declaration (:attr:`lpfa.rules.RuleSpec.closed_form`), a
+    comparison for the MACs counted in a traced step. None where the rule has no closed form
+    here (per-weight feedback).
     """
-    rule = str(getattr(channel.rule, "value", channel.rule))
-    N, L = list(sizes), len(sizes) - 1
     if getattr(channel, "per_weight", False):
         return None, "per-weight feedback: elementwise, no closed form"
-    if rule in ("bp", "rbp", "sbp", "pbp"):
-        return sum(N[h] * N[h + 1] for h in range(1, L)), "Σ_{h=1}^{L−1} N_h N_{h+1} (eq. 14)"
-    if rule == "srbp":
-        return eq15_weights(N), "N_L Σ_{h=1}^{L−1} N_h (eq. 15)"
-    if rule == "mixed":
-        skip = set(channel.skip_layers)
-        value = sum(N[L] * N[h] if h in skip else N[h + 1] * N[h] for h in range(1, L))
-        return value, "Σ_h (N_L N_h if h skips, else N_{h+1} N_h)"
-    if rule == "cascade":
-        return sum(
-            N[k] * N[h] for h in range(1, L) for k in range(h + 1, L + 1)
-        ), "Σ_h Σ_{k>h} N_k N_h"
-    return 0, "no channel reads"
+    rule = spec(str(getattr(channel.rule, "value", channel.rule)))
+    return rule.closed_form(list(sizes), channel), rule.formula
 
 
 def phase_ops(trace: StepTrace) -> dict[str, dict[str, int]]:

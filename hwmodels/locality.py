@@ -116,7 +116,7 @@ def _keep_tags(fn, rec: Recorder):
     return wrapped
 
 
-_VALUE_MAPS = ("error_q", "update_q", "dac", "adc", "levels")
+_VALUE_MAPS = ("error_q", "update_q", "input_q", "output_q", "weight_q")
 
 
 def _wrap_value_maps(obj: Any, rec: Recorder) -> None:
@@ -165,15 +165,7 @@ def instrument(net, rec: Recorder) -> None:
             for h, C in enumerate(ch.per_weight, 1)
         ]
     _wrap_value_maps(ch, rec)
-    redraw = ch._redraw
-
-    def traced_redraw(*args, **kw):
-        redraw(*args, **kw)
-        for (k, h), fb in ch.feedback.items():
-            if not (isinstance(fb.C, Traced) and fb.C.param is not None):
-                fb.C = _feedback(fb.C, k, h)
-
-    ch._redraw = traced_redraw
+    ch.on_feedback = _feedback  # arrays drawn during the step (resample) are parameters too
     ch.deliver = _in_phase(ch.deliver, rec, "channel")
     ch.adapt = _in_phase(ch.adapt, rec, "update")
     net.forward = _in_phase(net.forward, rec, "forward")

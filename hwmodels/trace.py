@@ -1,4 +1,5 @@
-"""Traced arrays: numpy arrays that carry where every value came from, and a recorder of the step.
+"""Traced arrays: numpy arrays that carry where every value came from (their tags, sources and
+the step's recorder are :mod:`hwmodels.provenance`; their names are re-exported here).
 
 A :class:`Traced` wraps a numpy array and a set of :class:`Tag` s. Every numpy operation on it
 (ufuncs through ``__array_ufunc__``, functions through ``__array_function__``, and the ndarray
@@ -28,199 +29,30 @@ phase that is running (see :meth:`Recorder.phase`).
 
 from __future__ import annotations
 
-import contextlib
-import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from hwmodels.provenance import (
+    EMPTY,
+    ChannelRead,
+    Recorder,
+    Source,
+    Tag,
+    absorb,
+    recording,
+    reroute,
+)
+from hwmodels.provenance import active as _active
+
 __all__ = ["ChannelRead", "Recorder", "Source", "Tag", "Traced", "raw", "recording"]
 
-PARAMS = ("weight", "bias", "feedback")
 
 # ufuncs whose cost is one multiplication / one addition per output element; all other
 # elementwise ufuncs (tanh, exp, log, comparisons, max, sign, abs, divide, ...) count as "other"
 _MULTS = {np.multiply}
 _ADDS = {np.add, np.subtract, np.negative, np.positive}
-
-
-@dataclass(frozen=True, order=True)
-class Source:
-    """Where a value came from.
-
-    kind : ``input`` (x), ``target`` (T), ``activity`` (O^layer), ``derivative`` (f′ of layer,
-    computed by the network's ``fprime``), ``weight`` (W^layer), ``bias`` (b^layer),
-    ``feedback`` (C^{sender→layer}).
-    """
-
-    kind: str
-    layer: int = 0
-    sender: int = 0
-    part: str = ""
-
-    @property
-    def is_param(self) -> bool:
-        """True for synaptic parameters (forward weights, biases, feedback matrices)."""
-        return self.kind in PARAMS
-
-    def _names(self) -> tuple[str, str]:
-        """(symbol, words) of this source: ('W2', 'forward weights of layer 2'), ..."""
-        if self.part:
-            c = f"C{self.sender}→W{self.layer}"
-            return c, f"per-synapse feedback {c}"
-        h, c = self.layer, f"C{self.sender}→{self.layer}"
-        return {
-            "input": ("x", "the input x"),
-            "target": ("T", "the target T"),
-            "activity": (f"O{h}", f"the activity of layer {h}"),
-            "derivative": (f"f′{h}", f"f′ of layer {h}"),
-            "weight": (f"W{h}", f"forward weights of layer {h}"),
-            "bias": (f"b{h}", f"biases of layer {h}"),
-            "feedback": (c, f"feedback synapses {c}"),
-        }[self.kind]
-
-    def __str__(self) -> str:
-        return self._names()[0]
-
-    def describe(self) -> str:
-        """Words for reports: 'forward weights of layer 2', 'the target', ..."""
-        return self._names()[1]
-
-
-@dataclass(frozen=True, order=True)
-class Tag:
-    """A source and how it got here.
-
-    route : ``direct`` (read as it is), ``channel`` (delivered to layer ``dest`` by a feedback
-    array), ``transport`` (delivered to layer ``dest`` by a transposed read of a forward array —
-    or, for a weight tag, the weights read transposed), ``backward`` (a feedback matrix read
-    transposed), ``broadcast`` (through a per-example scalar).
-    """
-
-    source: Source
-    route: str = "direct"
-    dest: int = -1
-
-    def __str__(self) -> str:
-        if self.route == "direct":
-            return str(self.source)
-        if self.route == "broadcast":
-            return f"{self.source}⇢bcast"
-        arrow = "ᵀ" if self.route in ("transport", "backward") else ""
-        return f"{self.source}{arrow}⇢{self.dest}"
-
-
-EMPTY: frozenset = frozenset()
-
-
-def _absorb(tags: frozenset[Tag]) -> frozenset[Tag]:
-    """A neuron's own bias is part of its activity: drop b^l where O^l (same route) is present."""
-    acts = {(t.source.layer, t.route, t.dest) for t in tags if t.source.kind == "activity"}
-    if not acts:
-        return tags
-    return frozenset(
-        t
-        for t in tags
-        if not (t.source.kind == "bias" and (t.source.layer, t.route, t.dest) in acts)
-    )
-
-
-def _reroute(tags: frozenset[Tag], route: str, dest: int) -> set[Tag]:
-    """What a read delivers to layer ``dest``: the signal's content, re-routed.
-
-    Parameters read directly are not part of the signal and keep their route (so reading W
-    anywhere stays visible); parameters that already travelled inside the signal (a feedback
-    matrix of an earlier hop) travel on, and weights once transported stay ``transport``.
-    """
-    out = set()
-    for t in tags:
-        if t.source.is_param and t.route == "direct":
-            out.add(t)
-        elif t.source.kind == "weight" and t.route == "transport":
-            out.add(Tag(t.source, "transport", dest))
-        elif t.source.kind == "feedback" and t.route == "backward":
-            out.add(Tag(t.source, "backward", dest))
-        else:
-            out.add(Tag(t.source, route, dest))
-    return out
-
-
-@dataclass
-class ChannelRead:
-    """One delivery of the learning channel: an array read that sends a signal to layer ``dest``.
-
-    ``edge`` is ``("C", k, h)`` for feedback array C^{k→h}, ``("W", l, l−1)`` for a transposed
-    read of W^l, ``("P", L, h)`` for per-synapse feedback. ``columns`` (E, n_dst) marks the
-    receivers (units of layer ``dest``; forward synapses for per-synapse feedback) with at least
-    one non-zero synapse in this array: each needs a wire. ``synapses`` counts the non-zero
-    entries of the array read, ``macs`` the multiply-accumulates the read executed.
-    """
-
-    edge: tuple[str, int, int]
-    dest: int
-    columns: np.ndarray
-    synapses: int
-    macs: dict[str, int]
-    source: Source
-
-
-@dataclass
-class Recorder:
-    """What one traced training step did: sinks, operation counts, channel deliveries, leaks."""
-
-    phases: list[str] = field(default_factory=list)
-    sinks: dict[Source, set[Tag]] = field(default_factory=dict)
-    writes: dict[Source, int] = field(default_factory=dict)
-    # counts[(phase, category)], category in macs (as executed), macs_syn (those whose synapse
-    # is non-zero), macs_nz (both factors non-zero), mults, adds, other, quant, reads (synapse
-    # values fetched from an array: once per matmul, reused over the minibatch)
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    matmul_kinds: dict[tuple[str, str], int] = field(default_factory=dict)
-    reads: list[ChannelRead] = field(default_factory=list)
-    posts: dict[int, np.ndarray] = field(default_factory=dict)
-    leaks: list[str] = field(default_factory=list)
-
-    @property
-    def phase_now(self) -> str:
-        """The outermost running phase (a forward pass inside the channel is channel work)."""
-        return self.phases[0] if self.phases else "update"
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        """Attribute the operations inside the block to ``name`` (unless a phase is running)."""
-        self.phases.append(name)
-        try:
-            yield
-        finally:
-            self.phases.pop()
-
-    def add(self, category: str, n: int) -> None:
-        key = (self.phase_now, category)
-        self.counts[key] = self.counts.get(key, 0) + int(n)
-
-    def sink(self, param: Source, tags: frozenset[Tag], writes: int = 0) -> None:
-        self.sinks.setdefault(param, set()).update(tags)
-        self.writes[param] = self.writes.get(param, 0) + int(writes)
-
-    def leak(self) -> None:
-        where = traceback.extract_stack(limit=6)[:-2]
-        self.leaks.append(" <- ".join(f"{f.name} ({f.filename}:{f.lineno})" for f in where[::-1]))
-
-
-_ACTIVE: Recorder | None = None
-
-
-@contextlib.contextmanager
-def recording(rec: Recorder):
-    """Make ``rec`` the recorder of every traced operation inside the block."""
-    global _ACTIVE
-    old, _ACTIVE = _ACTIVE, rec
-    try:
-        yield rec
-    finally:
-        _ACTIVE = old
 
 
 def raw(x: Any) -> Any:
@@ -393,8 +225,8 @@ class Traced(NDArrayOperatorsMixin):
     def __array__(self, dtype=None, copy=None):
         # numpy code that is not dispatched (np.asarray inside a helper) would strip the tags:
         # the audit records it, so that a laundering path is reported, never silently lost.
-        if _ACTIVE is not None:
-            _ACTIVE.leak()
+        if (rec := _active()) is not None:
+            rec.leak()
         return self.a if dtype is None else self.a.astype(dtype)
 
     # Python scalars carry no tags: every exit to them is recorded as a leak too.
@@ -463,10 +295,10 @@ class Traced(NDArrayOperatorsMixin):
     def __setitem__(self, key, value) -> None:
         self.a[raw(key)] = raw(value)
         tags = _tags(value, key)
-        if self.param is not None and _ACTIVE is not None:
-            _ACTIVE.sink(self.param, tags)
+        if self.param is not None and (rec := _active()) is not None:
+            rec.sink(self.param, tags)
         elif self.param is None:
-            self.tags = _absorb(self.tags | tags)
+            self.tags = absorb(self.tags | tags)
 
     def astype(self, dtype, *args, **kw) -> Traced:
         return Traced(self.a.astype(dtype, *args, **kw), self.tags, self.axes)
@@ -484,13 +316,13 @@ class Traced(NDArrayOperatorsMixin):
             axes_t = tuple(range(ndim))
         else:
             axes_t = tuple(ax % ndim for ax in (axis if isinstance(axis, tuple) else (axis,)))
-        if _ACTIVE is not None:
+        if (rec := _active()) is not None:
             category = "adds" if name in ("sum", "mean") else "other"
-            _ACTIVE.add(category, a.size - result.size)
+            rec.add(category, a.size - result.size)
         tags = self.tags
         if ndim >= 2 and axes_t == (ndim - 1,):
             # one scalar per example: what a broadcast (neuromodulator) line can carry
-            tags = frozenset(_reroute(tags, "broadcast", -1))
+            tags = frozenset(reroute(tags, "broadcast", -1))
         keep = [EMPTY if i in axes_t else names for i, names in enumerate(self.axes)]
         axes = tuple(keep) if keepdims else tuple(n for i, n in enumerate(keep) if i not in axes_t)
         return Traced(result, tags, axes)
@@ -521,6 +353,7 @@ class Traced(NDArrayOperatorsMixin):
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         raw_in = [raw(x) for x in inputs]
         raw_out = None if out is None else tuple(raw(o) for o in out)
+        rec = _active()
         if out is not None:
             kwargs["out"] = raw_out
         if ufunc is np.matmul and method == "__call__":
@@ -534,23 +367,23 @@ class Traced(NDArrayOperatorsMixin):
             res0 = result[0] if isinstance(result, tuple) else result
             ndim = np.ndim(res0)
             axes = _broadcast_axes(ndim, *inputs) if method == "__call__" else None
-            if _ACTIVE is not None:
+            if rec is not None:
                 n = np.size(res0)
                 if method == "reduce":
                     n = sum(np.size(x) for x in raw_in) - n
                 category = "mults" if ufunc in _MULTS else "adds" if ufunc in _ADDS else "other"
-                _ACTIVE.add(category, n)
-        tags = _absorb(tags)
+                rec.add(category, n)
+        tags = absorb(tags)
         if out is not None:
-            if tags and _ACTIVE is not None and not all(isinstance(o, Traced) for o in out):
-                _ACTIVE.leak()  # traced values written into a plain array lose their tags
+            if tags and rec is not None and not all(isinstance(o, Traced) for o in out):
+                rec.leak()  # traced values written into a plain array lose their tags
             for o in out:
                 if isinstance(o, Traced):
                     if o.param is not None:
-                        if _ACTIVE is not None:
+                        if rec is not None:
                             others = [r for x, r in zip(inputs, raw_in, strict=True) if x is not o]
                             writes = np.count_nonzero(others[0]) if others else 0
-                            _ACTIVE.sink(o.param, tags, writes)
+                            rec.sink(o.param, tags, writes)
                     else:
                         o.tags = tags
             return out[0] if len(out) == 1 else out
@@ -569,8 +402,8 @@ class Traced(NDArrayOperatorsMixin):
             dst, src = args[0], args[1]
             func(raw(dst), raw(src), **raw(kwargs))
             if isinstance(dst, Traced):
-                if dst.param is not None and _ACTIVE is not None:
-                    _ACTIVE.sink(dst.param, _tags(src))
+                if dst.param is not None and (rec := _active()) is not None:
+                    rec.sink(dst.param, _tags(src))
                 elif dst.param is None:
                     dst.tags = _tags(src)
             return None
@@ -631,7 +464,7 @@ def _matmul(a, b, A: np.ndarray, B: np.ndarray, result: np.ndarray):
         fwd = [h for h, i in forward if i != idx]
         if readers:
             for kind, _, dest, _ in readers:
-                out |= _reroute(signals, "transport" if kind == "W" else "channel", dest)
+                out |= reroute(signals, "transport" if kind == "W" else "channel", dest)
         elif fwd:
             h = fwd[0]
             out |= {t for t in signals if not _absorbed_by_read(t, h)}
@@ -639,7 +472,7 @@ def _matmul(a, b, A: np.ndarray, B: np.ndarray, result: np.ndarray):
             out |= signals
     for h, _ in forward:
         out.add(Tag(Source("activity", h)))
-    rec = _ACTIVE
+    rec = _active()
     if rec is not None:
         n = A.shape[-1]
         macs = int(np.size(result)) * n
@@ -717,13 +550,14 @@ def _deliver_products(inputs) -> frozenset[Tag]:
     ]
     if not dests:
         return _tags(*inputs)
-    if _ACTIVE is not None:  # per-synapse feedback: each non-zero c reaches one forward synapse
+    # per-synapse feedback: each non-zero c reaches one forward synapse
+    if (rec := _active()) is not None:
         for x in inputs:
             fb = [t.source for t in getattr(x, "tags", ()) if t.source.kind == "feedback"]
             if isinstance(x, Traced) and fb and all(t.route == "direct" for t in x.tags):
                 s = fb[0]
                 cols = (x.a != 0).reshape(x.shape[0] if x.ndim >= 2 else 1, -1)
-                _ACTIVE.reads.append(
+                rec.reads.append(
                     ChannelRead(
                         ("P", s.sender, s.layer), s.layer, cols, np.count_nonzero(x.a), {}, s
                     )
@@ -744,5 +578,5 @@ def _deliver_products(inputs) -> frozenset[Tag]:
             signals = frozenset(t for t in x.tags if not t.source.is_param)
             out |= {t for t in x.tags if t.source.is_param}
             for d in dests:
-                out |= _reroute(signals, "channel", d)
+                out |= reroute(signals, "channel", d)
     return frozenset(out)

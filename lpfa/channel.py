@@ -1,10 +1,11 @@
 """The learning channel: how the output error reaches each hidden layer.
 
-The channel is its own set of wires and synapses. Its topology (:class:`lpfa.config.Rule`) says
-which layers send to which; its feedback arrays are random (fixed, redrawn, sparse, congruent or
-adaptive) for the random-feedback rules, or the forward arrays read backwards for the
-weight-transport rules. Every variant of the papers is a value of
-:class:`lpfa.config.ChannelConfig`; this module has one loop that serves them all.
+The channel is its own set of wires and synapses. Its rule's declaration
+(:data:`lpfa.rules.RULES`) says which layers send to which and how a signal is read on the way;
+its feedback arrays are random (fixed, redrawn, sparse, congruent or adaptive) for the
+random-feedback rules, or the forward arrays read backwards for the weight-transport rules.
+Every variant of the papers is a value of :class:`lpfa.config.ChannelConfig`; this module has
+one loop that serves them all.
 
 Signals, top layer L down to 1 (Baldi et al. 2018, §2-3):
 
@@ -16,40 +17,20 @@ R^k (J^k for ``sbp``) for a short-range one. Hidden layer h then updates
 ΔW^h = η/B · Σ_b R^h_b ⊗ O^{h−1}_b, or with ``signal`` = sign / magnitude of R^h.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from lpfa.backend import STREAM_FEEDBACK, RuntimeRandom, get_xp, member_rng
 from lpfa.config import ChannelConfig, Rule, Signal
-from lpfa.quant import quantizer
+from lpfa.quant import DynamicScale, quantizer
+from lpfa.rules import Delivery, sources, spec
 from lpfa.wiring import draw_feedback
 
 __all__ = ["Channel", "FeedbackArray", "Update", "sources"]
-
-
-def sources(cfg: ChannelConfig, n_layers: int) -> list[list[int]]:
-    """For each hidden layer h = 1 … L−1 (list index h−1), the layers k > h that send to it.
-
-    k = L is the output layer. ``top`` and ``node_perturbation`` send nothing.
-    """
-    L = n_layers
-    out: list[list[int]] = []
-    for h in range(1, L):
-        rule = cfg.rule
-        if rule in (Rule.BP, Rule.RBP, Rule.SBP, Rule.PBP):
-            out.append([h + 1])
-        elif rule is Rule.SRBP:
-            out.append([L])
-        elif rule is Rule.MIXED:
-            out.append([L] if h in cfg.skip_layers else [h + 1])
-        elif rule is Rule.CASCADE:
-            out.append(list(range(h + 1, L + 1)))
-        else:
-            out.append([])
-    return out
 
 
 def _skip(k: int, h: int, L: int) -> bool:
@@ -101,22 +82,39 @@ class Channel:
     rng : RuntimeRandom or generator, optional
         Runtime noise source on the backend (dropout, redrawn feedback, perturbations, stochastic
         rounding); :meth:`build` makes the ensemble's :class:`lpfa.backend.RuntimeRandom`.
+
+    Attributes
+    ----------
+    spec : lpfa.rules.RuleSpec
+        The declaration of the channel's rule: topology and delivery.
+    on_feedback : callable ``(C, k, h) -> C`` or None
+        Called with every feedback array C^{k→h} (E, N_k, N_h) the channel draws while it runs
+        (``resample``: fresh arrays each minibatch), before it is used; what it returns is used
+        instead. For
+        observers (the hardware audit tags each new array); None by default.
     """
 
     def __init__(self, cfg: ChannelConfig, n_layers: int, feedback=None, per_weight=None, rng=None):
         self.cfg = cfg
         self.error_q = quantizer(cfg.error_format, cfg.rounding, rng)
         self.update_q = quantizer(cfg.update_format, cfg.rounding, rng)
+        if self.update_q is not None and self.update_q.fmt.dynamic_scale is DynamicScale.PER_TENSOR:
+            raise ValueError(
+                f"channel.update_format={cfg.update_format!r}: a per_tensor scale would pool the "
+                "examples of a chunk of per-example updates; use per_row or a fixed scale"
+            )
         self.rule = cfg.rule
+        self.spec = spec(cfg.rule)
         self.n_layers = n_layers
         self.sources = sources(cfg, n_layers)
         self.feedback: dict[tuple[int, int], FeedbackArray] = dict(feedback or {})
         self.per_weight = per_weight
         self.rng = rng
         self._pending = None  # this step's signals, kept for adaptive feedback
+        self.on_feedback: Callable | None = None
         wanted = {(k, h) for h, ks in enumerate(self.sources, 1) for k in ks}
         drawn_per_step = cfg.resample or cfg.per_weight
-        if cfg.rule.has_random_feedback and set(self.feedback) != wanted and not drawn_per_step:
+        if self.spec.random_feedback and set(self.feedback) != wanted and not drawn_per_step:
             raise ValueError(f"rule={cfg.rule.value}: feedback for {sorted(wanted)} expected")
 
     @classmethod
@@ -152,7 +150,7 @@ class Channel:
             else [(k, h) for h, ks in enumerate(sources(cfg, L), 1) for k in ks]
         )
         feedback, per_weight = {}, None
-        if cfg.rule.has_random_feedback:
+        if spec(cfg.rule).random_feedback:
             stacks: dict[tuple[int, int], list] = {e: [] for e in edges}
             pw: list[list] = [[] for _ in range(L - 1)]
             for m, seed in enumerate(seeds):
@@ -192,9 +190,10 @@ class Channel:
             for k in ks:
                 fw = layers[k - 1].W if self.cfg.congruent else None
                 shape = (n_members, sizes[k], sizes[h])
-                self.feedback[(k, h)] = FeedbackArray(
-                    draw_feedback(self.cfg, shape, self.rng, str(dtype), fw)
-                )
+                C = draw_feedback(self.cfg, shape, self.rng, str(dtype), fw)
+                if self.on_feedback is not None:
+                    C = self.on_feedback(C, k, h)
+                self.feedback[(k, h)] = FeedbackArray(C)
 
     def deliver(self, net, outs: Sequence, t, e, r_top) -> list:
         """Error signals of the hidden layers, bottom first (None where a layer does not learn).
@@ -219,25 +218,21 @@ class Channel:
         """
         L, cfg, layers = self.n_layers, self.cfg, net.layers
         deltas: list = [None] * (L - 1)
-        if self.rule is Rule.TOP:
+        if self.spec.delivery is Delivery.NONE:
             return deltas
-        if self.rule is Rule.NODE_PERTURBATION:
+        if self.spec.delivery is Delivery.PERTURBATION:
             return self._perturb(net, outs, t)
         if self.per_weight is not None:
             return [self._per_weight_update(h, outs, e, net) for h in range(1, L)]
         if cfg.resample:
             self._redraw(layers, net.model.sizes, net.n_members, outs[-1].dtype)
+        read = self._reads[self.spec.delivery]
         passed = {L: r_top}
         for h in range(L - 1, 0, -1):
-            if self.rule in (Rule.BP, Rule.SBP):
-                j = layers[h].transport(passed[h + 1])
-            elif self.rule is Rule.PBP:
-                j = layers[h].transport(passed[h + 1], pseudo_inverse=True)
-            else:
-                j = None
-                for k in self.sources[h - 1]:
-                    part = self.feedback[(k, h)].read(e if _skip(k, h, L) else passed[k])
-                    j = part if j is None else j + part
+            j = None
+            for k in self.sources[h - 1]:
+                part = read(self, layers, k, h, e if _skip(k, h, L) else passed[k])
+                j = part if j is None else j + part
             if cfg.dropout:
                 keep = self.rng.random(j.shape) >= cfg.dropout
                 j = j * (keep * (1.0 / (1.0 - cfg.dropout))).astype(j.dtype)
@@ -245,7 +240,7 @@ class Channel:
                 j = self.error_q(j)
             d = net.fprime(outs[h]) if cfg.fprime else None
             r = j if d is None else j * d
-            passed[h] = j if self.rule is Rule.SBP else r
+            passed[h] = r if self.spec.relays_derivative else j
             deltas[h - 1] = r
         if cfg.adapt_lr is not None:
             self._pending = (outs, e, passed)
@@ -254,6 +249,26 @@ class Channel:
             f = xp.sign if cfg.signal is Signal.SIGN else xp.abs
             deltas = [f(r) for r in deltas]
         return deltas
+
+    # --- the deliveries of lpfa.rules.Delivery: what sender k's signal becomes at layer h -------
+
+    def _transport(self, layers, k: int, h: int, signal):
+        """W^kᵀ signal: the forward array of layer k read backwards (weight transport)."""
+        return layers[k - 1].transport(signal)
+
+    def _pseudo_inverse(self, layers, k: int, h: int, signal):
+        """(W^k)⁺ signal (pseudobackprop)."""
+        return layers[k - 1].transport(signal, pseudo_inverse=True)
+
+    def _feedback(self, layers, k: int, h: int, signal):
+        """C^{k→h} signal: the channel's own feedback array."""
+        return self.feedback[(k, h)].read(signal)
+
+    _reads: ClassVar[dict[Delivery, Callable]] = {
+        Delivery.TRANSPORT: _transport,
+        Delivery.PSEUDO_INVERSE: _pseudo_inverse,
+        Delivery.FEEDBACK: _feedback,
+    }
 
     def _per_weight_update(self, h: int, outs, e, net) -> Update:
         """ΔW_ij = Σ_b Σ_k c_kij e_bk f′_bi O_bj: every synapse hears its own projection of e.

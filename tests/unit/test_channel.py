@@ -123,6 +123,22 @@ def test_congruent_feedback_has_the_forward_signs(xp):
     assert not np.allclose(seen[0], seen[1])
 
 
+def test_on_feedback_sees_every_redrawn_array_before_it_is_used(xp):
+    sizes = (6, 5, 4, 3)
+    net = Network.build(with_channel(small_config(sizes, "rbp"), rule="rbp", resample=True), xp)
+    seen = []
+
+    def observe(C, k, h):
+        seen.append((k, h, C.shape))
+        return C * 0  # what it returns is what the channel reads
+
+    net.channel.on_feedback = observe
+    x, t = batch(xp, sizes)
+    *hidden, _top = net.deltas(net.forward(x), t)
+    assert seen == [(2, 1, (1, 4, 5)), (3, 2, (1, 3, 4))]
+    assert all(not np.any(to_numpy(d)) for d in hidden)
+
+
 @pytest.mark.parametrize("n", [1.0, 2.0, 8.0])
 def test_sparse_wiring_has_the_expected_number_of_non_zeros(n):
     cfg = channel(rule="srbp", feedback="bernoulli", feedback_nonzeros=n, feedback_normalize=True)

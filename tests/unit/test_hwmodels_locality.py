@@ -238,3 +238,41 @@ def test_trace_runs_the_real_step_and_changes_the_weights():
     assert isinstance(tr.net.layers[0].W, Traced)
     infos, _, _ = information(tr.rec.sinks, 4)
     assert [i.feedback for i in infos] == [[(4, 1)], [(4, 2)], [(4, 3)]]
+
+
+# --- the recorder and the channel's hook ------------------------------------------------------
+
+
+def test_each_thread_records_into_its_own_recorder():
+    """The recorder is a context variable: two traced steps at once do not mix their counts."""
+    import threading
+
+    both_inside = threading.Barrier(2)
+    recs = {1: Recorder(), 2: Recorder()}
+
+    def work(n: int) -> None:
+        x = Traced(np.ones((n, 3)), {Tag(Source("input"))})
+        with recording(recs[n]):
+            both_inside.wait()
+            _ = x + x  # counted by the active recorder
+            both_inside.wait()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in recs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert recs[1].counts == {("update", "adds"): 3}
+    assert recs[2].counts == {("update", "adds"): 6}
+
+
+def test_redrawn_feedback_is_traced_through_the_channels_public_hook():
+    cfg = variant(BASE, ["channel.rule=rbp", "channel.resample=true"])
+    tr = trace_step(cfg, source="random")
+    ch = tr.net.channel
+    assert "_redraw" not in vars(ch)  # nothing private is replaced on the channel
+    assert ch.on_feedback is not None
+    assert all(isinstance(fb.C, Traced) and fb.C.param is not None for fb in ch.feedback.values())
+    assert {t.source for tags in tr.rec.sinks.values() for t in tags} >= {
+        Source("feedback", h, h + 1) for h in (1, 2, 3)
+    }
