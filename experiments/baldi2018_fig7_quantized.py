@@ -34,6 +34,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from lpfa import config as C
 from lpfa.experiment import Results, accuracy_rows, obtain, parser, script, shrink, variants
 from lpfa.plots import mark_diverged, pyplot, save
@@ -108,14 +110,14 @@ def configs(
 def plot(results: Results, path: Path, reading: str = "") -> None:
     """Test accuracy against bits, one line per rule, error and update panels (Fig. 7-8 style).
 
-    A point is the mean over the seeds of one label; a diverged label has no point, only a
-    cross on the bottom edge saying so.
+    A point is the mean over the seeds of one label, with ± 1 std error bars where there are
+    several; a diverged label has no point, only a cross on the bottom edge saying so.
     """
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, channel in zip(axes, ("error", "update"), strict=True):
         for rule in RULES:
-            xs, ours, paper = [], [], []
+            xs, ours, spread, paper, seeds = [], [], [], [], set()
             for b in sorted(BITS):
                 h = results.done.get(f"{channel}{b}_{rule}")
                 if not h:
@@ -123,11 +125,16 @@ def plot(results: Results, path: Path, reading: str = "") -> None:
                 last = max(r["epoch"] for r in h)
                 acc = [100 * r["test_acc"] for r in h if r["epoch"] == last]
                 xs.append(b)
-                ours.append(sum(acc) / len(acc))
+                ours.append(np.mean(acc))
+                spread.append(np.std(acc, ddof=1) if len(acc) > 1 else 0.0)
+                seeds.add(len(acc))
                 paper.append(PAPER[f"{channel}{b}_{rule}"])
             color = f"C{RULES.index(rule)}"
             if xs:
-                ax.plot(xs, ours, "o-", color=color, label=f"{rule.upper()} (lpfa)")
+                n = "–".join(map(str, sorted({min(seeds), max(seeds)})))
+                what = f"mean ± std of {n} seeds" if max(seeds) > 1 else "1 seed"
+                label = f"{rule.upper()} (lpfa, {what})"
+                ax.errorbar(xs, ours, yerr=spread, fmt="o-", color=color, capsize=3, label=label)
                 ax.plot(xs, paper, "x--", color=color, alpha=0.6, label=f"{rule.upper()} (paper)")
             for b in BITS:
                 epoch = results.diverged.get(f"{channel}{b}_{rule}")

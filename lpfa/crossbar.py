@@ -24,9 +24,10 @@ class Crossbar:
         Biases.
     mask : array, shape (E, n_out, n_in), optional
         1 where a synapse exists, 0 where it is missing; missing synapses stay at 0.
-    dac, adc, levels : callable, optional
-        Quantizers of the input lines, of the outputs S, and of the conductances (applied at the
-        start and after every update); None = exact in the dtype.
+    input_q, output_q, weight_q : callable, optional
+        Quantizers of the input lines (a DAC), of the outputs S (an ADC), and of the
+        conductances (applied at the start and after every update), made from the config's
+        ``input_format``, ``output_format`` and ``weight_format``; None = exact in the dtype.
 
     Notes
     -----
@@ -35,7 +36,7 @@ class Crossbar:
     update of all members are each one GEMM over a (E·n_out, n_in) view of ``W``.
     """
 
-    def __init__(self, W, b, mask=None, *, dac=None, adc=None, levels=None):
+    def __init__(self, W, b, mask=None, *, input_q=None, output_q=None, weight_q=None):
         if W.ndim != 3 or b.shape != W.shape[:2]:
             raise ValueError(
                 f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)"
@@ -44,9 +45,9 @@ class Crossbar:
             raise ValueError(f"mask.shape={mask.shape}: need W.shape={W.shape}")
         self.xp: ModuleType = get_xp(W, b, mask)
         self.mask = None if mask is None else mask.astype(W.dtype)
-        self.dac, self.adc, self.levels = dac, adc, levels
+        self.input_q, self.output_q, self.weight_q = input_q, output_q, weight_q
         W = W if mask is None else W * self.mask
-        self.W = self.xp.ascontiguousarray(W if levels is None else levels(W))
+        self.W = self.xp.ascontiguousarray(W if weight_q is None else weight_q(W))
         self.b = self.xp.ascontiguousarray(b)
         self._vW = None  # momentum buffers, allocated on first use
         self._vb = None
@@ -69,15 +70,15 @@ class Crossbar:
         array, shape (E, B, n_out)
         """
         E, n_out, n_in = self.W.shape
-        if self.dac is not None:
-            x = self.dac(x)
+        if self.input_q is not None:
+            x = self.input_q(x)
         if x.ndim == 2:  # shared input: one GEMM for all members
             S = x @ self.W.reshape(E * n_out, n_in).T
             S = S.reshape(x.shape[0], E, n_out).transpose(1, 0, 2)
         else:
             S = self.xp.matmul(x, self.W.transpose(0, 2, 1))
         S += self.b[:, None, :]
-        return S if self.adc is None else self.adc(S)
+        return S if self.output_q is None else self.output_q(S)
 
     def update(
         self,
@@ -177,8 +178,8 @@ class Crossbar:
             dW = dW * self.mask
         self.W += dW
         self.b += db
-        if self.levels is not None:
-            self.W[...] = self.levels(self.W)
+        if self.weight_q is not None:
+            self.W[...] = self.weight_q(self.W)
 
     def transport(self, post, *, pseudo_inverse: bool = False):
         """Weight transport: read the array backwards, Wᵀ (or (W⁺)ᵀ) applied to ``post``.

@@ -107,8 +107,8 @@ class Network:
         host = [np.stack([w[h] for w in per_member]) for h in range(m.n_layers)]
         rng = RuntimeRandom(cfg.seeds, xp)
         path = {
-            name: quantizer(getattr(m, f"{kind}_format"), m.rounding, rng)
-            for name, kind in (("dac", "input"), ("adc", "output"), ("levels", "weight"))
+            f"{kind}_q": quantizer(getattr(m, f"{kind}_format"), m.rounding, rng)
+            for kind in ("input", "output", "weight")
         }
         layers = []
         for h in range(m.n_layers):

@@ -1,11 +1,103 @@
-"""Tables that set our numbers next to a paper's."""
+"""Numbers as a reader sees them: mean ± std with fitting digits, metric names in words,
+text tables, and tables that set our numbers next to a paper's."""
 
 import csv
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["comparison_table", "read_history"]
+__all__ = [
+    "comparison_table",
+    "mean_std",
+    "metric_name",
+    "plural",
+    "read_history",
+    "text_table",
+]
+
+# the angle diagnostics per hidden layer h: a short head, and what is measured (lpfa.alignment)
+ANGLES = {
+    "angle": ("rule∠BP", "the rule's error signal at the layer against backprop's"),
+    "angle_pbp": ("rule∠PBP", "the same against pseudobackprop's (W⁺ e)"),
+    "angle_wb": ("W∠Bᵀ", "forward weights of the layer above against their feedback Bᵀ"),
+}
+# what each history column measures, in words; ``{h}`` is a hidden layer (1 = the lowest)
+METRICS = {
+    "train_acc": "train accuracy",
+    "test_acc": "test accuracy",
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "test_nse": "test NSE, Σ‖T − O‖² / Σ‖T‖²",
+    **{f"{k}_{{h}}": f"{head} at layer {{h}} (°): {what}" for k, (head, what) in ANGLES.items()},
+    "ewbe_pos": "examples whose top hidden change moves the output along the error, eᵀWBe > 0",
+}
+
+
+def metric_name(key: str) -> str:
+    """A history column in words (``test_acc`` → "test accuracy", ``angle_2`` → "rule∠BP at
+    layer 2 (°): ..."); an unknown key is returned as it is."""
+    m = re.fullmatch(r"(.*_)(\d+)", key)
+    if m and f"{m[1]}{{h}}" in METRICS:
+        return METRICS[f"{m[1]}{{h}}"].format(h=int(m[2]))
+    return METRICS.get(key, key)
+
+
+def mean_std(mean: float, std: float | None = None, *, digits: int = 2) -> str:
+    """``mean ± std`` rounded where the spread makes further digits noise.
+
+    The std keeps ``digits`` significant digits and the mean is shown to the same decimal
+    place; values below 10⁻³ or from 10⁵ on are written in scientific notation, the mean then to
+    the std's last digit too. Without a spread (one seed, or ``std`` 0 or None) the mean alone,
+    with 4 significant digits.
+
+    Examples
+    --------
+    >>> mean_std(0.97234, 0.00123)
+    '0.9723 ± 0.0012'
+    >>> mean_std(1.234e-9, 4.1e-11)
+    '1.234e-09 ± 4.1e-11'
+    >>> mean_std(0.5)
+    '0.5'
+    """
+    if not math.isfinite(mean):
+        return str(mean)
+    if not std or not math.isfinite(std):
+        return f"{mean:.4g}"
+    e_std = math.floor(math.log10(std))
+    big = max(abs(mean), std)
+    if big < 1e-3 or big >= 1e5:
+        e_mean = math.floor(math.log10(abs(mean))) if mean else e_std
+        k = max(0, digits - 1 + e_mean - e_std)
+        return f"{mean:.{k}e} ± {std:.{digits - 1}e}"
+    d = digits - 1 - e_std
+    if d <= 0:
+        step = 10.0**-d
+        return f"{round(mean / step) * step:.0f} ± {round(std / step) * step:.0f}"
+    return f"{mean:.{d}f} ± {std:.{d}f}"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 seed``, ``3 seeds``: a count with its noun."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def text_table(head: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "") -> str:
+    """Aligned plain-text columns: the first left-aligned, the others right-aligned, a rule
+    under the head."""
+    cols = [head, *rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(head))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = (str(c) for c in cells)
+        parts = [
+            first.ljust(widths[0]),
+            *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True)),
+        ]
+        return (indent + "  ".join(parts)).rstrip()
+
+    return "\n".join([line(head), indent + "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
 def comparison_table(

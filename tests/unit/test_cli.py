@@ -421,3 +421,45 @@ def test_audit_of_rules_without_a_channel_works(tmp_path, capsys, rule):
     assert [a["label"] for a in audits] == [rule]
     assert (out / "audit_bars.png").stat().st_size > 0
     assert (out / "wire_lengths.png").stat().st_size > 0
+
+
+def test_version(capsys):
+    from lpfa import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lpfa {__version__}"
+
+
+def test_summary_is_mean_std_in_words_and_narrow(tmp_path, capsys):
+    assert main(["train", str(write_config(tmp_path)), "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    summary = printed[printed.index("final, epoch 2") : printed.index("\nwrote ")]
+    assert "mean±std over 2 seeds" in summary
+    assert re.search(r"test NSE, Σ.*\s+\d\.\d+ ± \d\.\d+\n", summary)
+    assert "rule∠BP" in summary  # the angles per layer, with their meaning
+    assert "rule's error signal" in summary
+    assert "angle_pbp_1" not in summary  # the per-member columns only with --table
+    assert max(map(len, summary.splitlines())) <= 100
+    assert "epoch    2  test NSE" in printed
+
+
+def test_one_seed_is_one_seed_and_table_shows_every_member(tmp_path, capsys):
+    argv = ["train", str(write_config(tmp_path)), "--out", str(tmp_path / "o"), "--table"]
+    assert main([*argv, "--set", "seeds=[3]", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 seeds" not in printed
+    assert "final, epoch 2 (1 seed)" in printed
+    assert re.search(r"angle_pbp_1 +\d", printed)  # the full table: every column, per seed
+    assert "seed 3" in printed
+
+
+def test_start_says_which_sections_are_the_defaults(tmp_path, capsys):
+    path = tmp_path / "no_channel.toml"
+    path.write_text(CONFIG.replace('[channel]\nrule = "rbp"\n', "").replace("seeds = [0, 1]\n", ""))
+    assert main(["train", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  channel: defaults (not in the config) — rule bp" in lines
+    assert "  seeds: defaults (not in the config) — 1 seed (0), backend numpy" in lines
+    assert "  model: 30-8-10 tanh → linear, squared loss" in lines
