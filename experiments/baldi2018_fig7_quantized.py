@@ -39,7 +39,7 @@ import numpy as np
 from lpfa import config as C
 from lpfa.experiment import Results, accuracy_rows, obtain, parser, script, shrink, variants
 from lpfa.plots import mark_diverged, pyplot, save
-from lpfa.report import comparison_table
+from lpfa.report import comparison_table, final_rows
 from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,8 +122,7 @@ def plot(results: Results, path: Path, reading: str = "") -> None:
                 h = results.done.get(f"{channel}{b}_{rule}")
                 if not h:
                     continue
-                last = max(r["epoch"] for r in h)
-                acc = [100 * r["test_acc"] for r in h if r["epoch"] == last]
+                acc = [100 * r["test_acc"] for r in final_rows(h)]
                 xs.append(b)
                 ours.append(np.mean(acc))
                 spread.append(np.std(acc, ddof=1) if len(acc) > 1 else 0.0)

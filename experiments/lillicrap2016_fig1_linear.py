@@ -23,6 +23,7 @@ import numpy as np
 from lpfa import config as C
 from lpfa.experiment import Results, obtain, parser, script, variants
 from lpfa.plots import curves
+from lpfa.report import final_rows
 from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +58,10 @@ def table(results: Results) -> str:
                 f"| {bar} | **no** (diverged) |"
             )
             continue
-        last = max(r["epoch"] for r in history)
-        nse = np.array([r["test_nse"] for r in history if r["epoch"] == last])
+        final = final_rows(history)
+        nse = np.array([r["test_nse"] for r in final])
         start = np.array([r["angle_1"] for r in history if r["epoch"] == 0], dtype=float)
-        end = np.array([r["angle_1"] for r in history if r["epoch"] == last], dtype=float)
+        end = np.array([r["angle_1"] for r in final], dtype=float)
         if rule == "top":
             ok = nse.min() >= 0.1
             angles = ("—", "—")

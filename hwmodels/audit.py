@@ -329,18 +329,11 @@ def _row(a: Audit) -> dict[str, str]:
 
 def format_table(audits: Sequence[Audit]) -> str:
     """A plain-text table, one row per configuration, then each one's verdict in words."""
+    from lpfa.report import text_table
+
     rows = [_row(a) for a in audits]
     head = list(rows[0])
-    widths = [max(len(h), *(len(r[h]) for r in rows)) for h in head]
-
-    def line(cells):
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    out = [line(head), line(["-" * w for w in widths])]
-    out += [line([r[h] for h in head]) for r in rows]
+    out = text_table(head, [[r[h] for h in head] for r in rows]).splitlines()
     a0 = audits[0]
     out.append("")
     out.append(

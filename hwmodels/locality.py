@@ -56,33 +56,24 @@ class StepTrace:
 # --- running one traced step ------------------------------------------------------------------
 
 
-_N_TRAIN = {"mnist": 60_000, "fashion-mnist": 60_000}
-
-
-@functools.lru_cache(maxsize=4)
-def _dataset(data_cfg, sizes: tuple[int, ...], dtype: str):
-    from lpfa.data import load
-
-    return load(data_cfg, sizes, dtype)
-
-
 def load_batch(cfg, source: str = "data") -> tuple[np.ndarray, np.ndarray, int]:
     """The first minibatch of the run's training set, and the training-set size.
 
     ``source="random"`` draws x ~ U[0, 1) and one-hot targets from a fixed seed instead (no data
     files needed); the training-set size is then ``data.n_train`` or the set's usual size.
     """
+    from lpfa.data import load_cached, split_sizes
+
     sizes, dtype, B = tuple(cfg.model.sizes), cfg.model.dtype, cfg.train.batch_size
     if source == "data":
-        ds = _dataset(cfg.data, sizes, dtype)
+        ds = load_cached(cfg.data, sizes, dtype)
         return ds.x_train[:B], ds.t_train[:B], len(ds.x_train)
     if source != "random":
         raise ValueError(f"source={source!r}: must be 'data' or 'random'")
     rng = np.random.default_rng(0)
     x = rng.random((B, sizes[0])).astype(dtype)
     t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], B)]
-    n = cfg.data.n_train or _N_TRAIN.get(cfg.data.name, 10_000)
-    return x, t, n
+    return x, t, split_sizes(cfg.data)[0]
 
 
 def _param(a: np.ndarray, source: Source, names: tuple[str, ...]) -> Traced:
@@ -196,6 +187,7 @@ def trace_step(cfg, batch: tuple | None = None, *, source: str = "data") -> Step
     source : {"data", "random"}
         Where the default minibatch comes from.
     """
+    from lpfa.data import split_sizes
     from lpfa.network import Network
 
     cfg = dataclasses.replace(cfg, seeds=cfg.seeds[:1], backend="numpy")
@@ -203,7 +195,7 @@ def trace_step(cfg, batch: tuple | None = None, *, source: str = "data") -> Step
         x, t, n_train = load_batch(cfg, source)
     else:
         x, t, *rest = batch
-        n_train = rest[0] if rest else (cfg.data.n_train or _N_TRAIN.get(cfg.data.name, 10_000))
+        n_train = rest[0] if rest else split_sizes(cfg.data)[0]
     dtype = cfg.model.dtype
     x = np.ascontiguousarray(x, dtype=dtype)
     t = np.ascontiguousarray(t, dtype=dtype)

@@ -7,6 +7,7 @@ checked against the SHA-256 of the original distribution before use; files reass
 parts are cached whole in the data home.
 """
 
+import functools
 import gzip
 import hashlib
 import os
@@ -18,7 +19,7 @@ import numpy as np
 
 from lpfa.config import DataConfig
 
-__all__ = ["DataError", "Dataset", "data_home", "load", "load_idx", "split_sizes"]
+__all__ = ["DataError", "Dataset", "data_home", "load", "load_cached", "load_idx", "split_sizes"]
 
 # SHA-256 of the original distribution files (the .gz files as published): set, file, digest.
 _SHA256 = """
@@ -254,3 +255,10 @@ def load(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dat
         _one_hot(yte, 10, dtype),
         yte.astype(np.int64),
     )
+
+
+@functools.lru_cache(maxsize=4)
+def load_cached(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dataset:
+    """:func:`load`, kept for later calls with the same arguments: a sweep worker's packs and an
+    audit's configurations share one copy. The arrays are shared too: read them, never write."""
+    return load(cfg, tuple(sizes), dtype)

@@ -36,7 +36,7 @@ from lpfa.config import (
     to_dict,
 )
 from lpfa.data import DataError
-from lpfa.report import read_history
+from lpfa.report import final_rows, read_history
 from lpfa.runfiles import RunWriter, atomic_write_text, check_out, dump_json, read_status
 from lpfa.train import DivergenceError, preflight, train
 
@@ -313,14 +313,6 @@ def collect(out: Path, labels: Sequence[str]) -> Results:
         if status == "diverged":
             diverged[label] = _diverged_epoch(folder, runs[label])
     return Results(out=out, runs=runs, diverged=diverged, seeds=seeds, missing=missing)
-
-
-def final_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of the last epoch of a history (one per member)."""
-    if not history:
-        return []
-    last = max(r["epoch"] for r in history)
-    return [dict(r) for r in history if r["epoch"] == last]
 
 
 def write_results(results: Results) -> Path:

@@ -4,12 +4,14 @@ text tables, and tables that set our numbers next to a paper's."""
 import csv
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BOOKKEEPING",
     "comparison_table",
+    "final_rows",
     "mean_std",
     "metric_name",
     "plural",
@@ -83,21 +85,44 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def text_table(head: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "") -> str:
-    """Aligned plain-text columns: the first left-aligned, the others right-aligned, a rule
-    under the head."""
-    cols = [head, *rows]
+BOOKKEEPING = ("epoch", "member", "seed", "step", "lr", "time_s")
+"""History columns that say where a row stands (epoch, member, schedule, clock), not what was
+measured: every other column of a history row is a metric."""
+
+
+def final_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the last epoch of a history (one per member), in order."""
+    if not history:
+        return []
+    last = max(r["epoch"] for r in history)
+    return [dict(r) for r in history if r["epoch"] == last]
+
+
+def text_table(
+    head: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    indent: str = "",
+    right: bool = True,
+    rule: bool = True,
+) -> str:
+    """Aligned plain-text columns, two spaces apart: the first left-aligned, the others
+    right-aligned (left-aligned too without ``right``), a rule of dashes under the head (none
+    without ``rule``). The one text-table aligner of lpfa and hwmodels."""
+    cols = [[str(c) for c in r] for r in (head, *rows)]
     widths = [max(len(r[i]) for r in cols) for i in range(len(head))]
 
     def line(cells: Sequence[str]) -> str:
-        first, *rest = (str(c) for c in cells)
-        parts = [
-            first.ljust(widths[0]),
-            *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True)),
-        ]
+        first, *rest = cells
+        pad = str.rjust if right else str.ljust
+        cells = zip(rest, widths[1:], strict=True)
+        parts = [first.ljust(widths[0]), *(pad(c, w) for c, w in cells)]
         return (indent + "  ".join(parts)).rstrip()
 
-    return "\n".join([line(head), indent + "  ".join("-" * w for w in widths), *map(line, rows)])
+    lines = [line(r) for r in cols]
+    if rule:
+        lines.insert(1, indent + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def comparison_table(

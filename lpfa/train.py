@@ -19,6 +19,7 @@ from lpfa.backend import resolve, to_numpy
 from lpfa.config import ConfigError, Rule, RunConfig
 from lpfa.data import FULL_SIZES, Dataset, load, split_sizes
 from lpfa.network import Network
+from lpfa.report import BOOKKEEPING, final_rows
 
 __all__ = [
     "DivergenceError",
@@ -218,8 +219,7 @@ class RunResult:
 
     def final(self, key: str) -> np.ndarray:
         """The last epoch's ``key`` for every member, shape (E,)."""
-        last = max(r["epoch"] for r in self.history)
-        return np.array([r[key] for r in self.history if r["epoch"] == last], dtype=float)
+        return np.array([r[key] for r in final_rows(self.history)], dtype=float)
 
 
 def learning_rate(lr: float, decay: float, t: int) -> float:
@@ -443,9 +443,9 @@ def _run(
 
 def summarize(history: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:
     """Final metrics per member, and their mean and sample std over members."""
-    last = max(r["epoch"] for r in history)
-    rows = [r for r in history if r["epoch"] == last]
-    keys = [k for k in rows[0] if k not in ("epoch", "member", "seed", "step", "lr", "time_s")]
+    rows = final_rows(history)
+    last = rows[0]["epoch"]
+    keys = [k for k in rows[0] if k not in BOOKKEEPING]
     out: dict[str, Any] = {
         "name": cfg.name,
         "rule": cfg.channel.rule.value,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import json
 import platform
 import signal
 import threading
@@ -37,15 +35,6 @@ from lpfa.sweep.store import Store
 __all__ = ["EXECUTORS", "SweepInterrupted", "SweepOutcome", "execute_pack", "run_sweep"]
 
 
-@functools.lru_cache(maxsize=4)
-def _dataset(data_json: str, sizes: tuple[int, ...], dtype: str):
-    """Data sets are loaded once per worker process and shared by its packs."""
-    from lpfa.config import DataConfig
-    from lpfa.data import load
-
-    return load(from_dict(DataConfig, json.loads(data_json)), sizes, dtype)
-
-
 def execute_pack(
     config: dict[str, Any],
     *,
@@ -59,15 +48,14 @@ def execute_pack(
     A member that diverges is recorded as ``diverged``; the others are trained again without it
     (members are independent, so their results do not change).
     """
+    from lpfa.data import load_cached
     from lpfa.train import DivergenceError, train, versions
 
     started = time.perf_counter()
     members: dict[int, dict[str, Any]] = {}
     try:
         cfg = from_dict(RunConfig, config)
-        data = _dataset(
-            json.dumps(config["data"], sort_keys=True), cfg.model.sizes, cfg.model.dtype
-        )
+        data = load_cached(cfg.data, cfg.model.sizes, cfg.model.dtype)
         seeds = list(cfg.seeds)
         while seeds:
             try:

@@ -14,7 +14,9 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from lpfa.config import ConfigError, RunConfig
+from lpfa.config import ConfigError
+from lpfa.data import split_sizes
+from lpfa.report import text_table
 from lpfa.sweep.spec import Sweep
 from lpfa.sweep.store import Store, _flat, _frame, pick_sweep, reading
 
@@ -155,7 +157,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             mean, std = r[f"{m}_mean"], r[f"{m}_std"]
             line.append("—" if mean is None else f"{mean:.4f} ± {std:.4f}")
         cells.append(line)
-    return "\n".join(_aligned(cells, rule=True))
+    return text_table(cells[0], cells[1:], right=False)
 
 
 def plot(
@@ -230,23 +232,6 @@ def _sort_key(v: Any) -> tuple:
     return (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))
 
 
-def _aligned(rows: Sequence[Sequence[str]], *, rule: bool = False) -> list[str]:
-    """The lines of a plain-text table, columns left-aligned two spaces apart; with ``rule`` a
-    line of dashes under the first row."""
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    if rule:
-        lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
-def _n_train(cfg: RunConfig) -> int | None:
-    """Training examples per epoch of a run (the loaders' defaults where ``n_train`` is None)."""
-    if cfg.data.n_train is not None:
-        return cfg.data.n_train
-    return {"mnist": 60_000, "fashion-mnist": 60_000}.get(cfg.data.name, 10_000)
-
-
 def dry_run(sweep: Sweep, store: str | Path | None = None) -> str:
     """The runs, how they are packed, their status in ``store`` and their cost, as text."""
     status: dict[tuple[str, int], str] = {}
@@ -272,7 +257,7 @@ def dry_run(sweep: Sweep, store: str | Path | None = None) -> str:
     rows = [["#", "label", "seeds", "epochs", "member-epochs", "member-samples", "status"]]
     for i, p in enumerate(packs, 1):
         st = sorted({status.get(r.key, "new") for r in p.runs})
-        n = _n_train(p.runs[0].config)
+        n = split_sizes(p.runs[0].config.data)[0]
         rows.append(
             [
                 str(i),
@@ -284,10 +269,10 @@ def dry_run(sweep: Sweep, store: str | Path | None = None) -> str:
                 "/".join(st),
             ]
         )
-    table = _aligned(rows)
+    table = text_table(rows[0], rows[1:], right=False, rule=False).splitlines()
     total = sum(p.member_epochs for p in packs)
     todo = sum(p.member_epochs for p in pending)
-    samples = sum(p.member_epochs * (_n_train(p.runs[0].config) or 0) for p in pending)
+    samples = sum(p.member_epochs * (split_sizes(p.runs[0].config.data)[0] or 0) for p in pending)
     foot = (
         f"cost: {total} member-epochs in all; {todo} to run "
         f"({sum(len(p.runs) for p in pending)} runs in {len(pending)} batched runs, "

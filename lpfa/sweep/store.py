@@ -52,14 +52,13 @@ from pathlib import Path
 from typing import Any
 
 from lpfa.config import ConfigError
+from lpfa.report import BOOKKEEPING
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Store", "pick_sweep", "reading", "runs"]
 
 SCHEMA_VERSION = 2
 _TABLES = ("meta", "runs", "epochs", "finals")
 STATUSES = ("running", "done", "failed", "diverged", "interrupted")
-# history columns that are bookkeeping, not metrics
-_NOT_METRICS = ("epoch", "member", "seed", "step", "lr", "time_s")
 _LOSSES = ("train_loss", "test_loss")
 
 _SCHEMA = """
@@ -350,7 +349,7 @@ class Store:
         if history:
             last = max(history, key=lambda r: r["epoch"])
             for k, v in last.items():
-                if k in _NOT_METRICS or not isinstance(v, int | float) or isinstance(v, bool):
+                if k in BOOKKEEPING or not isinstance(v, int | float) or isinstance(v, bool):
                     continue
                 finals.append((run_id, k, float(v) if math.isfinite(v) else None))
                 if status == "done" and k in _LOSSES and not math.isfinite(v):

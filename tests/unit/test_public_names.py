@@ -153,6 +153,7 @@ PUBLIC = {
     ),
     "lpfa.crossbar": ("Crossbar",),
     "lpfa.data": (
+        "load_cached",
         "DataError",
         "Dataset",
         "data_home",
@@ -254,7 +255,9 @@ PUBLIC = {
         "reference",
     ),
     "lpfa.report": (
+        "BOOKKEEPING",
         "comparison_table",
+        "final_rows",
         "mean_std",
         "metric_name",
         "plural",
