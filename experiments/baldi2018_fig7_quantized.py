@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
+from lpfa import papers
 from lpfa.experiment import Results, accuracy_rows, obtain, parser, script, shrink, variants
 from lpfa.plots import mark_diverged, pyplot, save
 from lpfa.report import comparison_table, final_rows
@@ -49,14 +50,10 @@ ERROR = "log:bits={b},alpha=0.125,flush_to_zero={flush}"
 UPDATE = "log:bits={b},alpha={alpha!r},flush_to_zero={flush}"
 ALPHA_UPDATE = 2.0**-6
 UNDERFLOW = {"zero": True, "lowest": False}
-PAPER = {
-    **{f"error{b}_{r}": v for r, vs in
-       {"bp": (97.6, 96.5, 94.6), "rbp": (95.4, 92.5, 89.8), "srbp": (95.1, 93.2, 91.6)}.items()
-       for b, v in zip(BITS, vs, strict=True)},
-    **{f"update{b}_{r}": v for r, vs in
-       {"bp": (95.2, 96.5, 92.5), "rbp": (94.0, 91.0, 9.6), "srbp": (93.3, 92.2, 90.7)}.items()
-       for b, v in zip(BITS, vs, strict=True)},
-}  # fmt: skip
+# Table 1's quantized rows, from the table's one home (lpfa/papers/baldi2018_table1.csv)
+PAPER = papers.values(
+    "baldi2018_table1", [f"{c}{b}_{r}" for c in ("error", "update") for b in BITS for r in RULES]
+)
 TARGETS = {k: (v - 1.5, v + 1.5) for k, v in PAPER.items()}
 
 

@@ -14,7 +14,9 @@ A spec names a base config, overrides, axes and seeds (see ``docs/sweeps.md``)::
     [[grid]]                             # optional: a union of sub-grids, each with its own
     label = "nofp_{channel.rule}"        # label, set, axes and zip (× the top-level ones)
     [quick]                              # --quick: its own set and seeds
-    [paper]                              # reference numbers per label, for the docs table
+    [paper]                              # reference numbers per label, for the docs table:
+                                         # table = "baldi2018_table1" (lpfa.papers), and/or
+                                         # values = {label = number}, metric, scale, unit
 
 Every run's config is built with :func:`lpfa.config.apply_overrides` and
 :func:`lpfa.config.from_dict`, so values are validated exactly like ``--set``; all runs are
@@ -58,7 +60,7 @@ SPEC_KEYS = ("name", "description", "base", "seeds", "pack", "set", "axes", "zip
 SPEC_KEYS += ("quick", "paper")
 GRID_KEYS = ("label", "set", "axes", "zip")
 QUICK_KEYS = ("set", "seeds", "name")
-PAPER_KEYS = ("metric", "scale", "unit", "values", "title")
+PAPER_KEYS = ("table", "metric", "scale", "unit", "values", "title")
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,9 @@ def parse_spec(
             labels[label] = (h, here)
             for s in seeds:
                 runs.append(Run(label, coords, dataclasses.replace(cfg, seeds=(s,)), h, s))
+    if paper is not None and paper["table"] is not None:  # the table's numbers for these labels
+        ran = {r.label for r in runs}
+        paper["values"] = {k: v for k, v in paper["values"].items() if k in ran}
     return Sweep(str(name), tuple(runs), pack, paper, source)
 
 
@@ -484,6 +489,23 @@ def _paper(table: Any) -> dict[str, Any] | None:
     if table is None:
         return None
     _check_keys(table, PAPER_KEYS, "paper")
+    name = table.get("table")
+    defaults: dict[str, Any] = {}
+    if name is not None:  # a table of lpfa.papers: its numbers and how to read them
+        from lpfa import papers
+
+        if name not in papers.names():
+            allowed = f"one of lpfa.papers' tables: {', '.join(papers.names())}"
+            raise ConfigError("paper.table", name, allowed)
+        info = papers.info(name)
+        defaults = {
+            "values": papers.values(name),
+            "metric": info.get("metric", "test_acc"),
+            "scale": float(info.get("scale", 1)),
+            "unit": info.get("unit", ""),
+            "title": info.get("title", ""),
+        }
+        table = {**defaults, **table, "values": {**defaults["values"], **table.get("values", {})}}
     values = table.get("values", {})
     if not isinstance(values, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
@@ -493,6 +515,7 @@ def _paper(table: Any) -> dict[str, Any] | None:
     if not isinstance(scale, int | float) or isinstance(scale, bool):
         raise ConfigError("paper.scale", scale, "must be a number")
     return {
+        "table": name,
         "metric": table.get("metric", "test_acc"),
         "scale": float(scale),
         "unit": table.get("unit", ""),

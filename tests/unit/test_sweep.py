@@ -488,3 +488,22 @@ def test_pool_workers_get_cores_divided_by_workers_blas_threads(tmp_path, monkey
     with Store(tmp_path / "s.sqlite") as db:
         threads = {r["finals"]["blas_threads"] for r in db.records("tiny")}
     assert threads == {max(1, usable_cores() // workers)}
+
+
+def test_a_paper_table_gives_the_numbers_of_the_spec_labels_only():
+    from lpfa import papers
+
+    def grid(rules, **paper):
+        return parse_spec(
+            spec(
+                grid=[{"label": "{channel.rule}", "axes": {"channel": {"rule": rules}}}],
+                paper={"table": "baldi2018_table1", **paper},
+            )
+        )
+
+    sw = grid(["bp", "rbp"])
+    assert sw.paper["values"] == papers.values("baldi2018_table1", ["bp", "rbp"])
+    assert sw.paper["metric"] == "test_acc"
+    assert grid(["bp"], values={"bp": 50.0}).paper["values"] == {"bp": 50.0}  # the spec wins
+    with pytest.raises(ConfigError, match=r"paper\.table='nobody': one of lpfa\.papers"):
+        parse_spec(spec(paper={"table": "nobody"}))
