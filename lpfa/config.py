@@ -22,9 +22,12 @@ from lpfa.quant import Rounding, parse_format
 
 __all__ = [
     "Activation",
+    "Backend",
     "ChannelConfig",
     "ConfigError",
+    "DType",
     "DataConfig",
+    "DataName",
     "Dist",
     "Loss",
     "ModelConfig",
@@ -44,6 +47,8 @@ class ConfigError(ValueError):
     """A configuration value that is not allowed: ``path=value: what is allowed``."""
 
     def __init__(self, path: str, value: Any, allowed: str):
+        if isinstance(value, enum.Enum):  # named as in the TOML, not as its Python repr
+            value = value.value
         self.path, self.value, self.allowed = path, value, allowed
         super().__init__(f"{path}={value!r}: {allowed}")
 
@@ -64,10 +69,11 @@ class _Named(enum.StrEnum):
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_")
+            raw = value.strip().lower()
+            key = raw.replace("-", "_")
             key = cls._aliases().get(key, key)
             for member in cls:
-                if member.value == key:
+                if member.value in (key, raw):
                     return member
         names = ", ".join(m.value for m in cls)
         aliases = ", ".join(f"{a} (= {v})" for a, v in cls._aliases().items())
@@ -187,9 +193,33 @@ _NAME_FORBIDDEN = ("/", "\\", "\0")
 
 DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
 DTYPES = ("float32", "float64")
-
-
 ROUNDINGS = tuple(r.value for r in Rounding)
+
+# modes named by strings in TOML, as enums here; the names come from the modules that own them
+Backend = _Named("Backend", [(b.upper(), b) for b in BACKENDS], module=__name__)
+Backend.__doc__ = "Array backend (lpfa.backend.BACKENDS): numpy, cupy, or auto."
+DataName = _Named("DataName", [(d.upper().replace("-", "_"), d) for d in DATASETS], module=__name__)
+DataName.__doc__ = "Data set: the MNIST-format image sets, or Lillicrap et al.'s synthetic tasks."
+DType = _Named("DType", [(d.upper(), d) for d in DTYPES], module=__name__)
+DType.__doc__ = "Floating-point type of every array of a run."
+
+
+def _as(kind: type[enum.Enum], value: Any, path: str) -> Any:
+    """``value`` as a member of the enum ``kind`` (Python callers may pass the plain string)."""
+    if isinstance(value, kind):
+        return value
+    if issubclass(kind, _Named):
+        return kind.parse(value, path)
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        allowed = f"must be one of {', '.join(str(m.value) for m in kind)}"
+        raise ConfigError(path, value, allowed) from None
+
+
+def _set_enum(cfg: Any, field_name: str, kind: type[enum.Enum]) -> None:
+    """Normalise an enum field of a frozen config in its ``__post_init__``."""
+    object.__setattr__(cfg, field_name, _as(kind, getattr(cfg, field_name), field_name))
 
 
 def _format(path: str, spec: str | None) -> None:
@@ -220,7 +250,7 @@ def _finite(path: str, value: float, *, lo: float = -math.inf, strict: bool = Fa
 class DataConfig:
     """Which data the run learns from."""
 
-    name: str = "mnist"
+    name: DataName = DataName.MNIST
     """Data set: ``mnist``, ``fashion-mnist`` (IDX files, pixels scaled to [0, 1]), or a
     synthetic task of Lillicrap et al.: ``linear-teacher`` (y = T x, x ~ N(0, I), T ~ U[−1, 1])
     or ``tanh-teacher`` (a fixed random tanh network of ``teacher_sizes``)."""
@@ -234,7 +264,7 @@ class DataConfig:
     """Layer sizes of the ``tanh-teacher`` target network (input first)."""
 
     def __post_init__(self) -> None:
-        _require(self.name in DATASETS, "name", self.name, f"must be one of {', '.join(DATASETS)}")
+        _set_enum(self, "name", DataName)
         for name in ("n_train", "n_test"):
             value = getattr(self, name)
             if value is not None:
@@ -275,9 +305,9 @@ class ModelConfig:
     weight_format: str | None = None
     """Conductance levels: every forward weight is kept on this format's grid (clipped to its
     range) at the start and after every update; None = the dtype."""
-    rounding: str = "nearest"
+    rounding: Rounding = Rounding.NEAREST
     """Rounding of the forward-path formats: nearest, stochastic or toward_zero."""
-    dtype: str = "float32"
+    dtype: DType = DType.FLOAT32
     """Floating-point type of weights and signals: float32 or float64."""
 
     def __post_init__(self) -> None:
@@ -319,13 +349,8 @@ class ModelConfig:
         )
         for name in ("input_format", "output_format", "weight_format"):
             _format(name, getattr(self, name))
-        _require(
-            self.rounding in ROUNDINGS,
-            "rounding",
-            self.rounding,
-            f"must be one of {', '.join(ROUNDINGS)}",
-        )
-        _require(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
+        _set_enum(self, "rounding", Rounding)
+        _set_enum(self, "dtype", DType)
 
     @property
     def n_layers(self) -> int:
@@ -388,7 +413,7 @@ class ChannelConfig:
     """Number format of each example's weight update η_t · R_b ⊗ O_b, applied before the
     minibatch mean, to every layer (Baldi et al. §5: ``log:bits=3,alpha=0.015625``, α reduced
     "since weight updates need to be small"); None = the dtype."""
-    rounding: str = "nearest"
+    rounding: Rounding = Rounding.NEAREST
     """Rounding of ``error_format`` and ``update_format``: nearest, stochastic or toward_zero."""
 
     def __post_init__(self) -> None:
@@ -397,12 +422,7 @@ class ChannelConfig:
         _finite("perturbation", self.perturbation, lo=0.0, strict=True)
         _format("error_format", self.error_format)
         _format("update_format", self.update_format)
-        _require(
-            self.rounding in ROUNDINGS,
-            "rounding",
-            self.rounding,
-            f"must be one of {', '.join(ROUNDINGS)}",
-        )
+        _set_enum(self, "rounding", Rounding)
         rule = self.rule
         _require(
             0.0 < self.feedback_keep <= 1.0 and math.isfinite(self.feedback_keep),
@@ -555,7 +575,7 @@ class RunConfig:
     """Label of the run, used in file names and tables."""
     seeds: tuple[int, ...] = (0,)
     """Member seeds; E = len(seeds) members train as one batched program."""
-    backend: str = "numpy"
+    backend: Backend = Backend.NUMPY
     """Array backend: numpy, cupy, or auto (CuPy when a CUDA device is present)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -582,12 +602,7 @@ class RunConfig:
             self.seeds,
             "must not repeat a seed (two members would be identical)",
         )
-        _require(
-            self.backend in BACKENDS,
-            "backend",
-            self.backend,
-            f"must be one of {', '.join(BACKENDS)}",
-        )
+        _set_enum(self, "backend", Backend)
         sizes = self.model.sizes
         if self.data.name in ("mnist", "fashion-mnist"):
             _require(
@@ -650,8 +665,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(path, value, f"must be a table of {_type_name(tp)} fields")
         return from_dict(tp, value, prefix=path)
-    if isinstance(tp, type) and issubclass(tp, _Named):
-        return tp.parse(value, path)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _as(tp, value, path)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(path, value, "must be a list")

@@ -135,6 +135,9 @@ PUBLIC = {
     "lpfa.cli": ("main",),
     "lpfa.config": (
         "Activation",
+        "Backend",
+        "DType",
+        "DataName",
         "ChannelConfig",
         "ConfigError",
         "DataConfig",
