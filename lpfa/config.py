@@ -17,7 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lpfa.backend import BACKENDS
+from lpfa.names import (
+    Activation,
+    Backend,
+    ConfigError,
+    DataName,
+    Dist,
+    DType,
+    Loss,
+    Rule,
+    Signal,
+    _as,
+    _set_enum,
+)
 from lpfa.quant import Rounding, parse_format
 
 __all__ = [
@@ -43,183 +55,8 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration value that is not allowed: ``path=value: what is allowed``."""
-
-    def __init__(self, path: str, value: Any, allowed: str):
-        if isinstance(value, enum.Enum):  # named as in the TOML, not as its Python repr
-            value = value.value
-        self.path, self.value, self.allowed = path, value, allowed
-        super().__init__(f"{path}={value!r}: {allowed}")
-
-    def under(self, prefix: str) -> "ConfigError":
-        """The same error with its path placed under a section."""
-        return ConfigError(f"{prefix}.{self.path}", self.value, self.allowed)
-
-
-class _Named(enum.StrEnum):
-    """A string enum that accepts aliases and lists its values in errors."""
-
-    @classmethod
-    def _aliases(cls) -> dict[str, str]:
-        return {}
-
-    @classmethod
-    def parse(cls, value: Any, path: str) -> "_Named":
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            raw = value.strip().lower()
-            key = raw.replace("-", "_")
-            key = cls._aliases().get(key, key)
-            for member in cls:
-                if member.value in (key, raw):
-                    return member
-        names = ", ".join(m.value for m in cls)
-        aliases = ", ".join(f"{a} (= {v})" for a, v in cls._aliases().items())
-        raise ConfigError(
-            path, value, f"must be one of {names}" + (f"; aliases {aliases}" if aliases else "")
-        )
-
-
-class Rule(_Named):
-    """How the output error reaches the hidden layers (the learning channel's topology).
-
-    Baldi et al. (2018) §2-3 and Lillicrap et al. (2016):
-
-    - ``bp``: through the transposed forward weights, layer by layer (weight transport).
-    - ``rbp`` (FA): layer by layer through fixed random matrices C^{h+1}.
-    - ``srbp`` (DFA): the output error straight to each hidden layer h through its own C^h.
-    - ``sbp``: skipped, through the product of the transposed forward matrices above h, with no
-      f′ of the layers above (weight transport).
-    - ``mixed``: long-range (skip) connections to the hidden layers in ``skip_layers``, a
-      short-range chain (as ``rbp``) to the others.
-    - ``cascade``: every layer above h sends to h through its own matrix; the signals add.
-    - ``pbp``: pseudobackprop, Δh = (W^{h+1})⁺ R^{h+1} (Lillicrap et al. Suppl. Proof 2;
-      reads the forward weights, so non-local).
-    - ``node_perturbation``: hidden pre-activations are perturbed by N(0, σ²) noise and a single
-      scalar, the change of each example's loss, is broadcast back (the reinforcement-learning
-      baseline of Lillicrap et al. Fig. 1d).
-    - ``top``: only the top layer learns.
-
-    The top layer always follows the gradient (Baldi et al. Fact 1).
-    """
-
-    BP = "bp"
-    RBP = "rbp"
-    SRBP = "srbp"
-    SBP = "sbp"
-    MIXED = "mixed"
-    CASCADE = "cascade"
-    PBP = "pbp"
-    NODE_PERTURBATION = "node_perturbation"
-    TOP = "top"
-
-    # A rule's facts are declared once, in lpfa.rules, which imports this module: looked up
-    # when asked, so that importing config does not import rules.
-
-    @classmethod
-    def _aliases(cls) -> dict[str, str]:
-        from lpfa.rules import aliases
-
-        return aliases()
-
-    @property
-    def has_random_feedback(self) -> bool:
-        """True for the rules whose channel is made of random feedback arrays
-        (:attr:`lpfa.rules.RuleSpec.random_feedback`)."""
-        from lpfa.rules import spec
-
-        return spec(self).random_feedback
-
-
-class Signal(_Named):
-    """What a hidden layer's update keeps of its error signal R^h (Baldi et al. §4.2 items 5-6).
-
-    ``full``: R^h itself. ``sign``: sign(R^h) (magnitude removed). ``magnitude``: |R^h| (sign
-    removed). Only the update is changed; the channel passes the full signal on.
-    """
-
-    FULL = "full"
-    SIGN = "sign"
-    MAGNITUDE = "magnitude"
-
-
-class Activation(_Named):
-    """Transfer function f of a layer. ``softmax`` is allowed for the output layer only."""
-
-    LINEAR = "linear"
-    LOGISTIC = "logistic"
-    TANH = "tanh"
-    RELU = "relu"
-    SOFTMAX = "softmax"
-
-    @classmethod
-    def _aliases(cls) -> dict[str, str]:
-        return {"sigmoid": "logistic", "identity": "linear"}
-
-
-class Loss(_Named):
-    """Output loss: ``squared`` is ½‖T − O‖², ``cross_entropy`` is −Σ T log O (per example)."""
-
-    SQUARED = "squared"
-    CROSS_ENTROPY = "cross_entropy"
-
-    @classmethod
-    def _aliases(cls) -> dict[str, str]:
-        return {"mse": "squared", "ce": "cross_entropy"}
-
-
-class Dist(_Named):
-    """Distribution of an initial forward matrix or of a feedback matrix.
-
-    ``uniform``: U[−s, s] (Lillicrap et al.'s ±ω). ``normal``: N(0, s²). ``glorot_normal``:
-    N(0, s²·2/(fan_in + fan_out)), the "scaled normal" of Baldi et al. (Glorot & Bengio 2010).
-    ``glorot_uniform``: U[−a, a] with a = s·√(6/(fan_in + fan_out)). ``sign``: ±s with equal
-    probability. ``bernoulli``: s with probability p = n / fan_in, else 0 (feedback only; n is
-    ``feedback_nonzeros``). ``s`` is the scale field.
-    """
-
-    UNIFORM = "uniform"
-    NORMAL = "normal"
-    GLOROT_NORMAL = "glorot_normal"
-    GLOROT_UNIFORM = "glorot_uniform"
-    SIGN = "sign"
-    BERNOULLI = "bernoulli"
-
-
 # characters that would make a run's name (a folder name) point somewhere else
 _NAME_FORBIDDEN = ("/", "\\", "\0")
-
-DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
-DTYPES = ("float32", "float64")
-ROUNDINGS = tuple(r.value for r in Rounding)
-
-# modes named by strings in TOML, as enums here; the names come from the modules that own them
-Backend = _Named("Backend", [(b.upper(), b) for b in BACKENDS], module=__name__)
-Backend.__doc__ = "Array backend (lpfa.backend.BACKENDS): numpy, cupy, or auto."
-DataName = _Named("DataName", [(d.upper().replace("-", "_"), d) for d in DATASETS], module=__name__)
-DataName.__doc__ = "Data set: the MNIST-format image sets, or Lillicrap et al.'s synthetic tasks."
-DType = _Named("DType", [(d.upper(), d) for d in DTYPES], module=__name__)
-DType.__doc__ = "Floating-point type of every array of a run."
-
-
-def _as(kind: type[enum.Enum], value: Any, path: str) -> Any:
-    """``value`` as a member of the enum ``kind`` (Python callers may pass the plain string)."""
-    if isinstance(value, kind):
-        return value
-    if issubclass(kind, _Named):
-        return kind.parse(value, path)
-    try:
-        return kind(str(value).strip().lower())
-    except ValueError:
-        allowed = f"must be one of {', '.join(str(m.value) for m in kind)}"
-        raise ConfigError(path, value, allowed) from None
-
-
-def _set_enum(cfg: Any, field_name: str, kind: type[enum.Enum]) -> None:
-    """Normalise an enum field of a frozen config in its ``__post_init__``."""
-    object.__setattr__(cfg, field_name, _as(kind, getattr(cfg, field_name), field_name))
 
 
 def _format(path: str, spec: str | None) -> None:
