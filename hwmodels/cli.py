@@ -122,7 +122,7 @@ def _audit(args: argparse.Namespace) -> int:
     """``lpfa audit``: every input is checked before anything is computed or written."""
     from hwmodels.audit import audit, format_table, plot_accuracy, plot_audits, variant, write_json
     from lpfa.runfiles import check_out
-    from lpfa.train import check_memory
+    from lpfa.training import check_memory
 
     base = C.load(args.config, args.set)
     variants = expand(args.rules, args.preset, args.variant)

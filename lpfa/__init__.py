@@ -1,4 +1,10 @@
-"""lpfa: low-precision hardware emulation for learning without weight transport."""
+"""lpfa: low-precision hardware emulation for learning without weight transport.
+
+``lpfa.train`` is the function that trains a configuration; the training loop's module is
+:mod:`lpfa.training` (``from lpfa.train import X``, the module's old name, still works).
+"""
+
+import sys
 
 __version__ = "0.1.0"
 
@@ -16,7 +22,10 @@ from lpfa.config import (
     TrainConfig,
 )
 from lpfa.network import Network
-from lpfa.train import DivergenceError, RunResult, train
+from lpfa.training import DivergenceError, RunResult, train
+
+# the module's old name: a function and a module cannot share ``lpfa.train``
+sys.modules.setdefault("lpfa.train", sys.modules["lpfa.training"])
 
 __all__ = [
     "Activation",

@@ -130,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     from lpfa.data import load
     from lpfa.runfiles import RunWriter
     from lpfa.threads import set_threads
-    from lpfa.train import DivergenceError, preflight, train
+    from lpfa.training import DivergenceError, preflight, train
 
     cfg = C.load(args.config, args.set)
     set_threads(args.threads)  # before anything is written: a bad value leaves --out untouched

@@ -38,7 +38,7 @@ from lpfa.config import (
 from lpfa.data import DataError
 from lpfa.report import final_rows, read_history
 from lpfa.runfiles import RunWriter, atomic_write_text, check_out, dump_json, read_status
-from lpfa.train import DivergenceError, preflight, train
+from lpfa.training import DivergenceError, preflight, train
 
 __all__ = [
     "EXIT_DIVERGED",

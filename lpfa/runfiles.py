@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lpfa.config import ConfigError, RunConfig, to_dict
-from lpfa.train import versions
+from lpfa.training import versions
 
 __all__ = ["STATUSES", "RunWriter", "atomic_write_text", "dump_json", "read_status", "strict_json"]
 

@@ -1,6 +1,6 @@
 """Running a sweep: train each pack, record every member in the store, resume, survive Ctrl-C.
 
-Runs of one configuration are packed into one :func:`lpfa.train.train` call over their seeds
+Runs of one configuration are packed into one :func:`lpfa.training.train` call over their seeds
 (the ensemble axis, see :meth:`lpfa.sweep.spec.Sweep.packs`), and each member is written to the
 store as its own run. :func:`execute_pack` trains one pack and never raises for a failing run;
 :func:`run_sweep` hands the packs to an executor (:mod:`lpfa.sweep.executors`: in-process, a
@@ -49,7 +49,7 @@ def execute_pack(
     (members are independent, so their results do not change).
     """
     from lpfa.data import load_cached
-    from lpfa.train import DivergenceError, train, versions
+    from lpfa.training import DivergenceError, train, versions
 
     started = time.perf_counter()
     members: dict[int, dict[str, Any]] = {}

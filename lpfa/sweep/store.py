@@ -333,7 +333,7 @@ class Store:
     ) -> None:
         """Write a finished run in one transaction: its epochs, final metrics and status.
 
-        ``history`` holds this run's rows only (one per epoch, as :func:`lpfa.train.train`
+        ``history`` holds this run's rows only (one per epoch, as :func:`lpfa.training.train`
         makes them); the last row's numeric metrics become its finals. Non-finite values are
         stored as NULL; a ``done`` run whose final loss is not finite is stored as
         ``diverged``, with the loss named in ``error``.

@@ -49,7 +49,7 @@ def test_import_lpfa_does_not_import_cupy(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        import lpfa, lpfa.cli, lpfa.train, lpfa.network, lpfa.data, lpfa.experiment
+        import lpfa, lpfa.cli, lpfa.training, lpfa.network, lpfa.data, lpfa.experiment
         import lpfa.quant, lpfa.alignment, lpfa.sweep, lpfa.sweep.cli
         assert "cupy" not in sys.modules, "lpfa imported cupy"
         assert "hwmodels" not in sys.modules, "lpfa imported hwmodels"

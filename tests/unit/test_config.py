@@ -166,7 +166,7 @@ def test_load_refuses_a_folder_and_non_utf8_in_one_error(tmp_path):
 
 
 def test_memory_estimate_counts_each_part_and_check_memory_refuses_with_the_figure():
-    from lpfa.train import check_memory, memory_estimate
+    from lpfa.training import check_memory, memory_estimate
 
     cfg = C.from_dict(
         C.RunConfig,

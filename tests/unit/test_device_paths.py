@@ -28,7 +28,7 @@ from lpfa.quant import (
     Ternary,
     quantize,
 )
-from lpfa.train import train
+from lpfa.training import train
 from tests import cupy_standin
 from tests.conftest import BACKENDS, batch, small_config
 

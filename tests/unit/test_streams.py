@@ -8,7 +8,7 @@ import pytest
 from lpfa import config as C
 from lpfa.backend import STREAM_FEEDBACK, member_rng, runtime_rng
 from lpfa.network import Network
-from lpfa.train import train
+from lpfa.training import train
 from tests.conftest import batch, small_config
 
 # every column a diagnostic writes; the rest of a history row is what training did
@@ -110,7 +110,7 @@ def test_measuring_angles_does_not_change_training(rule, variant):
 
 def test_evaluation_does_not_draw_from_the_run_on_stochastic_forward_formats():
     """A step after an evaluation equals the step without it (forward-path stochastic rounding)."""
-    from lpfa.train import evaluate
+    from lpfa.training import evaluate
 
     cfg = small_config(rule="rbp", seeds=(0, 1))
     model = dataclasses.replace(

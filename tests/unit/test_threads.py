@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from lpfa import threads as T
 from lpfa.cli import main
 from lpfa.config import ConfigError
-from lpfa.train import versions
+from lpfa.training import versions
 
 CONFIG = """
 name = "tiny"

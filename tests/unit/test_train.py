@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lpfa import config as C
-from lpfa.train import DivergenceError, learning_rate, train
+from lpfa.training import DivergenceError, learning_rate, train
 from tests.conftest import small_config
 
 
