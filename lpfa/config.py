@@ -25,12 +25,12 @@ from lpfa.names import (
     Dist,
     DType,
     Loss,
-    Rule,
     Signal,
     _as,
     _set_enum,
 )
 from lpfa.quant import Rounding, parse_format
+from lpfa.rules import Rule
 
 __all__ = [
     "Activation",

@@ -1,9 +1,10 @@
 """The named choices of a configuration, and the one error that bad input raises.
 
-Every mode a config field names in TOML (a learning rule, an activation, a distribution, the
-backend, the dtype, the data set, the rounding) is an enum here; :class:`ConfigError` is how
+Every mode a config field names in TOML (an activation, a distribution, the backend, the dtype,
+the data set, the rounding) is an enum here (the learning rules' names live with their facts, in
+:mod:`lpfa.rules`); :class:`ConfigError` is how
 lpfa says ``field=value: what is allowed`` in one line. :mod:`lpfa.config` builds its
-dataclasses from these and re-exports them; :mod:`lpfa.rules` declares each rule's facts.
+dataclasses from these and re-exports them.
 """
 
 import enum
@@ -23,7 +24,6 @@ __all__ = [
     "DataName",
     "Dist",
     "Loss",
-    "Rule",
     "Signal",
 ]
 
@@ -65,57 +65,6 @@ class _Named(enum.StrEnum):
         raise ConfigError(
             path, value, f"must be one of {names}" + (f"; aliases {aliases}" if aliases else "")
         )
-
-
-class Rule(_Named):
-    """How the output error reaches the hidden layers (the learning channel's topology).
-
-    Baldi et al. (2018) §2-3 and Lillicrap et al. (2016):
-
-    - ``bp``: through the transposed forward weights, layer by layer (weight transport).
-    - ``rbp`` (FA): layer by layer through fixed random matrices C^{h+1}.
-    - ``srbp`` (DFA): the output error straight to each hidden layer h through its own C^h.
-    - ``sbp``: skipped, through the product of the transposed forward matrices above h, with no
-      f′ of the layers above (weight transport).
-    - ``mixed``: long-range (skip) connections to the hidden layers in ``skip_layers``, a
-      short-range chain (as ``rbp``) to the others.
-    - ``cascade``: every layer above h sends to h through its own matrix; the signals add.
-    - ``pbp``: pseudobackprop, Δh = (W^{h+1})⁺ R^{h+1} (Lillicrap et al. Suppl. Proof 2;
-      reads the forward weights, so non-local).
-    - ``node_perturbation``: hidden pre-activations are perturbed by N(0, σ²) noise and a single
-      scalar, the change of each example's loss, is broadcast back (the reinforcement-learning
-      baseline of Lillicrap et al. Fig. 1d).
-    - ``top``: only the top layer learns.
-
-    The top layer always follows the gradient (Baldi et al. Fact 1).
-    """
-
-    BP = "bp"
-    RBP = "rbp"
-    SRBP = "srbp"
-    SBP = "sbp"
-    MIXED = "mixed"
-    CASCADE = "cascade"
-    PBP = "pbp"
-    NODE_PERTURBATION = "node_perturbation"
-    TOP = "top"
-
-    # A rule's facts are declared once, in lpfa.rules, which imports this module: looked up
-    # when asked, so that importing config does not import rules.
-
-    @classmethod
-    def _aliases(cls) -> dict[str, str]:
-        from lpfa.rules import aliases
-
-        return aliases()
-
-    @property
-    def has_random_feedback(self) -> bool:
-        """True for the rules whose channel is made of random feedback arrays
-        (:attr:`lpfa.rules.RuleSpec.random_feedback`)."""
-        from lpfa.rules import spec
-
-        return spec(self).random_feedback
 
 
 class Signal(_Named):

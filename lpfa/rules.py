@@ -1,31 +1,81 @@
 """One declaration per learning rule: its channel's topology, what it reads, its closed-form cost.
 
-The names of the rules are :class:`lpfa.config.Rule` (what a config says); their facts live here,
-once, in :data:`RULES`, and everything else asks this table:
+A rule's name (:class:`Rule`, what a config says, re-exported by :mod:`lpfa.config`) and its
+facts live here, once, in :data:`RULES`, and everything else asks this table:
 
 - :mod:`lpfa.channel` builds the channel's connections from :func:`sources` and delivers through
   the function named by :attr:`RuleSpec.delivery`;
-- :class:`lpfa.config.Rule` takes its aliases (``fa``, ``dfa``, …) and
-  :attr:`~lpfa.config.Rule.has_random_feedback` from here;
+- :class:`Rule` takes its aliases (``fa``, ``dfa``, …) and :attr:`Rule.has_random_feedback`
+  from the table;
 - ``hwmodels`` compares the channel operations it *counts* in a traced step with
   :attr:`RuleSpec.closed_form`, and ``lpfa audit --rules`` offers :attr:`RuleSpec.variants`.
 
 The declared :attr:`RuleSpec.weight_transport` is documentation, not evidence: the audit decides
 locality only from what the traced step read (a test checks that the two agree for every rule).
 
-Adding a rule: one :class:`RuleSpec` in :data:`RULES` (and its name in
-:class:`lpfa.config.Rule`); a new way of delivering the error is one more :class:`Delivery`
-and its function in :mod:`lpfa.channel`.
+Adding a rule: its name in :class:`Rule` and one :class:`RuleSpec` in :data:`RULES`, both in
+this file; a new way of delivering the error is one more :class:`Delivery` and its function in
+:mod:`lpfa.channel`.
 """
+
+from __future__ import annotations
 
 import enum
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lpfa.config import ChannelConfig, Rule
+from lpfa.names import _Named
 
-__all__ = ["RULES", "Delivery", "RuleSpec", "aliases", "sources", "spec"]
+if TYPE_CHECKING:  # config imports this module: the channel config is only annotated here
+    from lpfa.config import ChannelConfig
+
+__all__ = ["RULES", "Delivery", "Rule", "RuleSpec", "aliases", "sources", "spec"]
+
+
+class Rule(_Named):
+    """How the output error reaches the hidden layers (the learning channel's topology).
+
+    Baldi et al. (2018) §2-3 and Lillicrap et al. (2016):
+
+    - ``bp``: through the transposed forward weights, layer by layer (weight transport).
+    - ``rbp`` (FA): layer by layer through fixed random matrices C^{h+1}.
+    - ``srbp`` (DFA): the output error straight to each hidden layer h through its own C^h.
+    - ``sbp``: skipped, through the product of the transposed forward matrices above h, with no
+      f′ of the layers above (weight transport).
+    - ``mixed``: long-range (skip) connections to the hidden layers in ``skip_layers``, a
+      short-range chain (as ``rbp``) to the others.
+    - ``cascade``: every layer above h sends to h through its own matrix; the signals add.
+    - ``pbp``: pseudobackprop, Δh = (W^{h+1})⁺ R^{h+1} (Lillicrap et al. Suppl. Proof 2;
+      reads the forward weights, so non-local).
+    - ``node_perturbation``: hidden pre-activations are perturbed by N(0, σ²) noise and a single
+      scalar, the change of each example's loss, is broadcast back (the reinforcement-learning
+      baseline of Lillicrap et al. Fig. 1d).
+    - ``top``: only the top layer learns.
+
+    The top layer always follows the gradient (Baldi et al. Fact 1).
+    """
+
+    BP = "bp"
+    RBP = "rbp"
+    SRBP = "srbp"
+    SBP = "sbp"
+    MIXED = "mixed"
+    CASCADE = "cascade"
+    PBP = "pbp"
+    NODE_PERTURBATION = "node_perturbation"
+    TOP = "top"
+
+    @classmethod
+    def _aliases(cls) -> dict[str, str]:
+        return aliases()
+
+    @property
+    def has_random_feedback(self) -> bool:
+        """True for the rules whose channel is made of random feedback arrays
+        (:attr:`RuleSpec.random_feedback`)."""
+        return spec(self).random_feedback
 
 
 class Delivery(enum.StrEnum):

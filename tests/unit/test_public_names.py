@@ -200,7 +200,6 @@ PUBLIC = {
         "Dist",
         "Loss",
         "ROUNDINGS",
-        "Rule",
         "Signal",
     ),
     "lpfa.network": (
@@ -284,6 +283,7 @@ PUBLIC = {
     "lpfa.rules": (
         "Delivery",
         "RULES",
+        "Rule",
         "RuleSpec",
         "aliases",
         "sources",
