@@ -36,7 +36,7 @@ from lpfa.config import (
     to_dict,
 )
 from lpfa.data import DataError
-from lpfa.report import final_rows, read_history
+from lpfa.report import final_rows, plural, read_history
 from lpfa.runfiles import RunWriter, atomic_write_text, check_out, dump_json, read_status
 from lpfa.training import DivergenceError, preflight, train
 
@@ -258,7 +258,8 @@ def _train_one(label: str, cfg: RunConfig, folder: Path, progress: bool | None) 
     """Train one label into ``folder``; its final status."""
     writer = RunWriter(folder, cfg)
     print(
-        f"[{label}] {cfg.channel.rule.value}, {cfg.n_members} seeds, {cfg.train.epochs} epochs",
+        f"[{label}] {cfg.channel.rule.value}, {plural(cfg.n_members, 'seed')}, "
+        f"{plural(cfg.train.epochs, 'epoch')}",
         flush=True,
     )
     epoch = 0  # the epoch under way: epochs before it are in history.csv
