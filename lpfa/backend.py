@@ -20,6 +20,7 @@ __all__ = [
     "RuntimeRandom",
     "cupy_available",
     "device_module",
+    "device_versions",
     "get_xp",
     "is_host",
     "member_rng",
@@ -69,6 +70,18 @@ def _loaded_cupy() -> ModuleType | None:
     """The device module: the stand-in of :func:`device_module` if one is installed, else CuPy
     if some code has already imported it; never imports it (array-api-compat's trick)."""
     return _stand_in if _stand_in is not None else sys.modules.get("cupy")
+
+
+def device_versions() -> dict[str, str]:
+    """What a run records of its device module: CuPy's version if CuPy is loaded, the stand-in's
+    name and version while :func:`device_module` is active, nothing otherwise."""
+    mod = _loaded_cupy()
+    if mod is None:
+        return {}
+    version = str(getattr(mod, "__version__", "unknown"))
+    if mod is _stand_in:
+        return {"device_module": f"{mod.__name__} {version}"}
+    return {"cupy": version}
 
 
 def is_host(xp: ModuleType) -> bool:

@@ -4,7 +4,6 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ import numpy as np
 
 from lpfa import metrics
 from lpfa.alignment import alignment
-from lpfa.backend import resolve, to_numpy
+from lpfa.backend import device_versions, resolve, to_numpy
 from lpfa.config import ConfigError, Rule, RunConfig
 from lpfa.data import FULL_SIZES, Dataset, load, split_sizes
 from lpfa.network import Network
@@ -234,9 +233,7 @@ def versions() -> dict[str, Any]:
     from lpfa.threads import blas_info
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "lpfa": lpfa.__version__}
-    cp = sys.modules.get("cupy")
-    if cp is not None:
-        out["cupy"] = cp.__version__
+    out.update(device_versions())
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

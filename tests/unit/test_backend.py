@@ -85,3 +85,19 @@ def test_to_numpy_is_the_exit_to_the_host(xp):
     out = backend.to_numpy(x)
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, [0.0, 1.0, 2.0])
+
+
+def test_runs_record_the_device_module_they_ran_on(xp):
+    """CuPy's version under CuPy, the stand-in's name under the stand-in, nothing on numpy."""
+    from lpfa.backend import device_versions
+    from lpfa.training import versions
+
+    rec = versions()
+    if xp is np:
+        assert "device_module" not in rec
+    elif xp.__name__.endswith("cupy_standin"):
+        assert device_versions() == {"device_module": f"{xp.__name__} {xp.__version__}"}
+        assert rec["device_module"] == device_versions()["device_module"]
+        assert "cupy" not in rec
+    else:
+        assert rec["cupy"] == xp.__version__

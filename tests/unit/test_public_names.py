@@ -119,6 +119,7 @@ PUBLIC = {
         "RuntimeRandom",
         "cupy_available",
         "device_module",
+        "device_versions",
         "get_xp",
         "is_host",
         "member_rng",
