@@ -222,7 +222,7 @@ def plot(
     counts = sorted({r["n"] for r in table})
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     seeds += " seed" if counts[-1] == 1 else " seeds"
-    ax.set_ylabel(f"{metric_name(ykey)} (mean ± std over {seeds})")
+    ax.set_ylabel(f"{metric_name(ykey)}\n(mean ± std over {seeds})")
     if hkey:
         ax.legend(title=hkey)
     return save(fig, path)
