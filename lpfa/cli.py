@@ -259,14 +259,16 @@ def main(argv: list[str] | None = None) -> int:
 
     0 done; 1 a failure that is not the input's fault (e.g. a disk that fills up during a run);
     2 bad input, one line on stderr naming the field, the value and what is allowed, nothing
-    written; 3 a run diverged; 130 interrupted by Ctrl-C (one line, no traceback).
+    written; 3 a run diverged; 130 interrupted by Ctrl-C or SIGTERM (one line, no traceback).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check-quantizer"]:  # the kit owns every option after the command
         return _check_quantizer(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     from lpfa.data import DataError
+    from lpfa.runfiles import terminate_as_interrupt
 
+    terminate_as_interrupt()
     try:
         return args.func(args)
     except (C.ConfigError, DataError) as err:

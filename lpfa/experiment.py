@@ -37,7 +37,14 @@ from lpfa.config import (
 )
 from lpfa.data import DataError
 from lpfa.report import final_rows, plural, read_history
-from lpfa.runfiles import RunWriter, atomic_write_text, check_out, dump_json, read_status
+from lpfa.runfiles import (
+    RunWriter,
+    atomic_write_text,
+    check_out,
+    dump_json,
+    read_status,
+    terminate_as_interrupt,
+)
 from lpfa.training import DivergenceError, preflight, train
 
 __all__ = [
@@ -174,6 +181,7 @@ def script(body: Callable[[list[str] | None], int]) -> Callable[[list[str] | Non
     def main(argv: list[str] | None = None) -> int:
         from lpfa.threads import set_threads
 
+        terminate_as_interrupt()  # kill (SIGTERM) leaves the folders as Ctrl-C does
         try:
             set_threads()  # LPFA_THREADS, else the measured default; a bad value exits 2
             return body(argv)

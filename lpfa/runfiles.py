@@ -17,14 +17,24 @@ import io
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from lpfa.config import ConfigError, RunConfig, to_dict
 from lpfa.training import versions
 
-__all__ = ["STATUSES", "RunWriter", "atomic_write_text", "dump_json", "read_status", "strict_json"]
+__all__ = [
+    "STATUSES",
+    "RunWriter",
+    "atomic_write_text",
+    "dump_json",
+    "read_status",
+    "strict_json",
+    "terminate_as_interrupt",
+]
 
 #: The values of ``summary.json``'s ``status``: started and not finished (or killed), finished,
 #: stopped by divergence, stopped by Ctrl-C (or a write that failed) at the epoch it names.
@@ -179,3 +189,19 @@ class RunWriter:
             extra.setdefault("message", f"interrupted at epoch {extra['epoch']}")
         data = {"name": self.name, **summary, "status": status, **extra}
         return atomic_write_text(self.summary_path, dump_json(data) + "\n")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def terminate_as_interrupt() -> None:
+    """Handle SIGTERM (``kill``, a batch system's time limit) as Ctrl-C from here on.
+
+    Python's default for SIGTERM ends the process at once, leaving a run's folder saying
+    "running"; as a KeyboardInterrupt it goes through the same path as Ctrl-C: one line, the
+    folder (or the store) marked ``interrupted`` at the epoch it reached, exit status 130. Only
+    the main thread can install a handler; elsewhere this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)

@@ -228,7 +228,7 @@ def _resume_and_compare(spec: Path, store: Path, before: dict, reference) -> Non
     assert _table(store) == table
 
 
-@pytest.mark.parametrize("to", ["group", "parent"])
+@pytest.mark.parametrize("to", ["group", "parent", "sigterm"])
 def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_resumes(spec, tmp_path, reference, to):
     store = tmp_path / "s.sqlite"
     log = tmp_path / "workers.log"
@@ -238,6 +238,8 @@ def test_ctrl_c_stops_the_workers_keeps_finished_runs_and_resumes(spec, tmp_path
     sent = time.monotonic()
     if to == "group":  # what a terminal sends on Ctrl-C
         os.killpg(proc.pid, signal.SIGINT)
+    elif to == "sigterm":  # kill, or a batch system's time limit: handled as Ctrl-C
+        os.kill(proc.pid, signal.SIGTERM)
     else:
         os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=20)

@@ -56,11 +56,13 @@ def history(out):
     ]
 
 
-def test_sigint_then_rerun(tmp_path, config):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_sigint_then_rerun(tmp_path, config, sig):
+    """Ctrl-C, and kill's SIGTERM handled the same way: one line, exit 130, folder interrupted."""
     out = tmp_path / "run"
     finish(config, out)  # the earlier run the new one replaces
     proc = start_and_wait_for_epoch_1(config, out)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in err

@@ -297,6 +297,7 @@ PUBLIC = {
         "dump_json",
         "read_status",
         "strict_json",
+        "terminate_as_interrupt",
     ),
     "lpfa.store": (
         "METRIC_ALIASES",
