@@ -16,6 +16,7 @@ __all__ = [
     "metric_name",
     "plural",
     "read_history",
+    "strict_json",
     "text_table",
 ]
 
@@ -88,6 +89,23 @@ def plural(n: int, word: str) -> str:
 BOOKKEEPING = ("epoch", "member", "seed", "step", "lr", "time_s")
 """History columns that say where a row stands (epoch, member, schedule, clock), not what was
 measured: every other column of a history row is a metric."""
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by ``None``.
+
+    Containers (dict, list, tuple) are copied recursively; numpy scalars are turned into Python
+    numbers. The result can be written with ``json.dumps(..., allow_nan=False)``.
+    """
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalar / 0-d
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def final_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ All JSON is strict (RFC 8259): NaN and ±inf are written as ``null``; the status
 import csv
 import io
 import json
-import math
 import os
 import signal
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lpfa.config import ConfigError, RunConfig, to_dict
+from lpfa.report import strict_json
 from lpfa.training import versions
 
 __all__ = [
@@ -39,23 +39,6 @@ __all__ = [
 #: The values of ``summary.json``'s ``status``: started and not finished (or killed), finished,
 #: stopped by divergence, stopped by Ctrl-C (or a write that failed) at the epoch it names.
 STATUSES = ("running", "done", "diverged", "interrupted")
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±inf) replaced by ``None``.
-
-    Containers (dict, list, tuple) are copied recursively; numpy scalars are turned into Python
-    numbers. The result can be written with ``json.dumps(..., allow_nan=False)``.
-    """
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalar / 0-d
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def dump_json(value: Any, **kwargs: Any) -> str:

@@ -15,10 +15,11 @@ import numpy as np
 from lpfa import metrics
 from lpfa.alignment import alignment
 from lpfa.backend import device_versions, resolve, to_numpy
-from lpfa.config import ConfigError, Rule, RunConfig
+from lpfa.config import ConfigError, RunConfig
 from lpfa.data import FULL_SIZES, Dataset, load, split_sizes
 from lpfa.network import Network
 from lpfa.report import BOOKKEEPING, final_rows
+from lpfa.rules import sources
 
 __all__ = [
     "DivergenceError",
@@ -103,13 +104,11 @@ def memory_estimate(cfg: RunConfig) -> dict[str, int]:
     weights = E * n_weights * item + 2 * largest * 8
     n_fb = 0
     if c.rule.has_random_feedback:
-        hidden = range(1, L)
         if c.per_weight:
-            n_fb = sum(sizes[L] * sizes[h] * (sizes[h - 1] + 1) for h in hidden)
-        elif c.rule is Rule.CASCADE:
-            n_fb = sum(sizes[h] * sum(sizes[h + 1 :]) for h in hidden)
-        else:  # rbp, srbp, mixed: at most a chained and a skip edge per hidden layer
-            n_fb = sum(sizes[h] * (sizes[h + 1] + sizes[L]) for h in hidden)
+            n_fb = sum(sizes[L] * sizes[h] * (sizes[h - 1] + 1) for h in range(1, L))
+        else:  # the channel's connections, as the rule table declares them
+            edges = [(k, h) for h, ks in enumerate(sources(c, L), 1) for k in ks]
+            n_fb = sum(sizes[k] * sizes[h] for k, h in edges)
     feedback = E * n_fb * (item + 8)
     optimizer = E * n_weights * item * (3 if cfg.train.momentum else 2)
     n_units = sum(sizes)

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from lpfa.config import ConfigError
-from lpfa.report import BOOKKEEPING
+from lpfa.report import BOOKKEEPING, strict_json
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Store", "pick_sweep", "reading", "runs"]
 
@@ -120,20 +120,9 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±inf) replaced by None, for strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _json(value: Any) -> str:
     """Strict JSON (sorted keys; NaN and ±inf as null)."""
-    return json.dumps(_finite(value), sort_keys=True, allow_nan=False)
+    return json.dumps(strict_json(value), sort_keys=True, allow_nan=False)
 
 
 class Store:

@@ -279,6 +279,7 @@ PUBLIC = {
         "metric_name",
         "plural",
         "read_history",
+        "strict_json",
         "text_table",
     ),
     "lpfa.rules": (
