@@ -135,12 +135,33 @@ class Sweep:
 def config_hash(cfg: RunConfig) -> str:
     """A stable hash of a config without its seeds and name (16 hex digits).
 
-    The name is a label only; two labels for the same configuration are one run.
+    The name is a label only; two labels for the same configuration are one run. Only the fields
+    that differ from :class:`RunConfig`'s defaults are hashed, so a field added to lpfa later (with
+    a default that keeps today's behaviour) leaves every stored run's identity, and a long sweep's
+    resume, intact. The cost: changing an existing default silently keeps old runs as current;
+    a default that changes what a run computes must therefore bump the store's schema.
     """
-    d = to_dict(cfg)
-    d.pop("seeds")
-    d.pop("name")
+    d = _minus_defaults(to_dict(cfg), to_dict(RunConfig()))
+    d.pop("seeds", None)
+    d.pop("name", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _minus_defaults(d: dict, default: dict) -> dict:
+    """The entries of ``d`` (nested sections included) that differ from ``default``."""
+    out = {}
+    for k, v in d.items():
+        dv = default.get(k, _MISSING)
+        if isinstance(v, dict) and isinstance(dv, dict):
+            sub = _minus_defaults(v, dv)
+            if sub:
+                out[k] = sub
+        elif v != dv or type(v) is not type(dv):
+            out[k] = v
+    return out
+
+
+_MISSING = object()
 
 
 def _toml(value: Any) -> str:

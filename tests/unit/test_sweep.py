@@ -94,6 +94,26 @@ def test_the_run_hash_ignores_seeds_and_name_and_nothing_else():
     assert config_hash(a[0].config) == a[0].config_hash
 
 
+def test_the_run_hash_survives_a_new_field_with_a_default(monkeypatch):
+    """A field added to lpfa later must not change the identity of runs already stored."""
+    import lpfa.sweep.spec as spec_mod
+    from lpfa.config import RunConfig, to_dict
+
+    cfg = parse_spec(spec(axes={"channel.rule": ["rbp"]})).runs[0].config
+    before = config_hash(cfg)
+    real = spec_mod.to_dict
+
+    def with_new_field(c):
+        d = real(c)
+        d["channel"]["a_field_from_the_future"] = 1.0
+        return d
+
+    monkeypatch.setattr(spec_mod, "to_dict", with_new_field)
+    assert config_hash(cfg) == before
+    assert config_hash(RunConfig()) != before  # and differences from the defaults still count
+    assert to_dict is real
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
