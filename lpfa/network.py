@@ -178,7 +178,15 @@ class Network:
         r_top = self.top_error(e, outs[-1])
         return [*channel.deliver(self, outs, t, e, r_top), r_top]
 
-    def step(self, x, t, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.0):
+    def step(
+        self,
+        x,
+        t,
+        lr: float,
+        *,
+        weight_decay: float | Sequence[float] = 0.0,
+        momentum: float = 0.0,
+    ):
         """One minibatch SGD step on the mean loss; returns the outputs O^L (E, B, N_L) before it.
 
         Parameters
@@ -188,11 +196,21 @@ class Network:
             Targets (one-hot for classification).
         lr : float
             Learning rate η of this update.
+        weight_decay : float or sequence of L floats
+            Decay λ of every forward array, or one per array (bottom first).
+        momentum : float
         """
+        L = len(self.layers)
+        decays = [weight_decay] * L if np.isscalar(weight_decay) else list(weight_decay)
+        if len(decays) != L:
+            raise ValueError(
+                f"weight_decay={weight_decay!r}: need one float or {L} (one per array)"
+            )
         outs = self.forward(x)
         scale = lr / x.shape[0]
-        kw = {"weight_decay": weight_decay, "momentum": momentum}
-        for layer, R, pre in zip(self.layers, self.deltas(outs, t), outs[:-1], strict=True):
+        deltas = self.deltas(outs, t)
+        for layer, R, pre, wd in zip(self.layers, deltas, outs[:-1], decays, strict=True):
+            kw = {"weight_decay": wd, "momentum": momentum}
             if isinstance(R, Update):
                 layer.apply(R.dW * scale, R.db * scale, lr, **kw)
             elif R is not None:

@@ -110,6 +110,8 @@ PUBLIC = {
         "to_numpy",
         "train",
     ),
+    "lpfa.dynamics": ("ExpectedDynamics", "Trajectory", "moment_design"),
+    "lpfa.dynamics.expected": ("ExpectedDynamics", "Trajectory", "moment_design"),
     "lpfa.alignment": (
         "alignment",
         "vector_angle_deg",
