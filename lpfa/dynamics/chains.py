@@ -53,10 +53,8 @@ def a111_fixed_point(a1, a2, *, c1, alpha=1.0, beta=1.0):
         real = np.sort(roots[np.abs(roots.imag) <= 1e-9 * max(1.0, np.abs(roots).max())].real)
         x = a1[idx]
         q = x**3 + 2.0 * c1 * C[idx] * x - 2.0 * c1 * alpha / beta
-        if q < 0:  # a₁ grows: the smallest root above it
-            ahead = real[real >= x]
-        else:  # a₁ shrinks (or sits on a root): the largest root below it
-            ahead = real[real <= x][::-1]
+        # a₁ grows (q < 0) to the smallest root above it, else shrinks to the largest below
+        ahead = real[real >= x] if q < 0 else real[real <= x][::-1]
         out[idx] = ahead[0] if ahead.size else (real[-1] if q < 0 else real[0])
     return out, out**2 / (2.0 * c1) + C
 
