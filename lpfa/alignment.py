@@ -7,6 +7,12 @@ Measured on a probe batch, per hidden layer h and per member (Lillicrap et al. 2
 - ``angle_pbp_h``: the same against pseudobackprop, Δh = W⁺ e (Fig. 4b-c);
 - ``angle_wb_h``: angle between vec(W^{h+1}) and vec(C^{h+1}) where layer h hears layer h+1
   through a feedback matrix (C is stored as Bᵀ, so this is W ∠ Bᵀ);
+- ``angle_wbpinv_h``: angle between vec(W^{h+1}) and vec(B⁺), the Moore-Penrose pseudo-inverse
+  of Lillicrap et al.'s B = Cᵀ (N_h × N_{h+1}), which has W's shape: 0° when W = B⁺, i.e. when
+  the forward array undoes the feedback (W B = I for N_{h+1} ≤ N_h), the pseudobackprop
+  condition under which B sends W⁺'s hidden changes (Lillicrap et al. Fig. 4, Suppl. Proof 2;
+  the blog post: "forward weights come to resemble the pseudo-inverse of feedback weights, more
+  than they come to resemble the transpose");
 - ``ewbe_pos``: fraction of examples with eᵀ W B e > 0 at the top hidden layer (eq. 1: the
   hidden change the channel asks for moves the output along the error).
 
@@ -20,7 +26,7 @@ from lpfa import metrics
 from lpfa.backend import get_xp, to_numpy
 from lpfa.channel import Channel
 
-__all__ = ["alignment", "vector_angle_deg"]
+__all__ = ["alignment", "pinv_feedback", "vector_angle_deg"]
 
 
 def vector_angle_deg(a, b):
@@ -30,6 +36,14 @@ def vector_angle_deg(a, b):
     a, b = a.reshape(E, -1), b.reshape(E, -1)
     cos = (a * b).sum(-1) / xp.maximum(xp.sqrt((a * a).sum(-1) * (b * b).sum(-1)), 1e-300)
     return xp.degrees(xp.arccos(xp.clip(cos, -1.0, 1.0)))
+
+
+def pinv_feedback(C):
+    """B⁺ for feedback stored as C = Bᵀ (E, n_src, n_dst): the pseudo-inverse of B = Cᵀ
+    (E, n_dst, n_src), shape (E, n_src, n_dst) like C and like the forward array it stands in
+    for; B⁺ = (C⁺)ᵀ."""
+    xp = get_xp(C)
+    return xp.linalg.pinv(C).transpose(0, 2, 1)
 
 
 def alignment(net, x, t) -> dict[str, np.ndarray]:
@@ -59,8 +73,10 @@ def _alignment(net, x, t) -> dict[str, np.ndarray]:
         res[f"angle_pbp_{h}"] = to_numpy(metrics.angle_deg(r, pbp[h - 1])) if usable else nan
     for h in range(1, L):
         fb = net.channel.feedback.get((h + 1, h))
-        res[f"angle_wb_{h}"] = (
-            nan if fb is None else to_numpy(vector_angle_deg(net.layers[h].W, fb.C))
+        W = net.layers[h].W
+        res[f"angle_wb_{h}"] = nan if fb is None else to_numpy(vector_angle_deg(W, fb.C))
+        res[f"angle_wbpinv_{h}"] = (
+            nan if fb is None else to_numpy(vector_angle_deg(W, pinv_feedback(fb.C)))
         )
     top = net.channel.feedback.get((L, L - 1))
     if top is None:

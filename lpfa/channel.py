@@ -10,7 +10,8 @@ one loop that serves them all.
 Signals, top layer L down to 1 (Baldi et al. 2018, §2-3):
 
     J^h = Σ_{k ∈ sources(h)} read_{k→h}(signal_k)      what the channel delivers to layer h
-    R^h = (J^h ∘ mask^h) ∘ f′(S^h)                     its error signal (mask: channel dropout)
+    R^h = Q(g(J^h) ∘ mask^h) ∘ f′(S^h)                 its error signal (g: ``backward``,
+                                                       mask: channel dropout, Q: error_format)
 
 where ``signal_k`` is the output error e for a long-range (skip) connection from the output, and
 R^k (J^k for ``sbp``) for a short-range one. Hidden layer h then updates
@@ -25,10 +26,10 @@ from typing import ClassVar
 import numpy as np
 
 from lpfa.backend import STREAM_FEEDBACK, RuntimeRandom, get_xp, member_rng
-from lpfa.config import ChannelConfig, Rule, Signal
+from lpfa.config import Backward, ChannelConfig, Rule, Signal
 from lpfa.quant import DynamicScale, quantizer
 from lpfa.rules import Delivery, sources, spec
-from lpfa.wiring import draw_feedback
+from lpfa.wiring import draw, draw_feedback
 
 __all__ = ["Channel", "FeedbackArray", "Update", "sources"]
 
@@ -45,6 +46,32 @@ class Update:
 
     dW: object
     db: object
+
+
+def _hardtanh(j):
+    return get_xp(j).clip(j, -1.0, 1.0)
+
+
+def _relu(j):
+    return get_xp(j).maximum(j, 0.0)
+
+
+def _tanh(j):
+    return get_xp(j).tanh(j)
+
+
+def _sign(j):
+    return get_xp(j).sign(j)
+
+
+#: g of each :class:`lpfa.config.Backward`, applied to J^h (None: the identity, nothing computed)
+_BACKWARD: dict[Backward, Callable | None] = {
+    Backward.LINEAR: None,
+    Backward.TANH: _tanh,
+    Backward.RELU: _relu,
+    Backward.SIGN: _sign,
+    Backward.HARDTANH: _hardtanh,
+}
 
 
 class FeedbackArray:
@@ -82,11 +109,16 @@ class Channel:
     rng : RuntimeRandom or generator, optional
         Runtime noise source on the backend (dropout, redrawn feedback, perturbations, stochastic
         rounding); :meth:`build` makes the ensemble's :class:`lpfa.backend.RuntimeRandom`.
+    top : FeedbackArray, optional
+        C^top (E, N_L, N_L) of ``top_feedback``: the top layer's random feedback.
 
     Attributes
     ----------
     spec : lpfa.rules.RuleSpec
         The declaration of the channel's rule: topology and delivery.
+    adapting : bool
+        Whether adaptive feedback (``adapt_lr``) learns in this step; the training loop sets it
+        False after ``adapt_epochs`` epochs. True by default.
     on_feedback : callable ``(C, k, h) -> C`` or None
         Called with every feedback array C^{k→h} (E, N_k, N_h) the channel draws while it runs
         (``resample``: fresh arrays each minibatch), before it is used; what it returns is used
@@ -94,7 +126,9 @@ class Channel:
         observers (the hardware audit tags each new array); None by default.
     """
 
-    def __init__(self, cfg: ChannelConfig, n_layers: int, feedback=None, per_weight=None, rng=None):
+    def __init__(
+        self, cfg: ChannelConfig, n_layers: int, feedback=None, per_weight=None, rng=None, top=None
+    ):
         self.cfg = cfg
         self.error_q = quantizer(cfg.error_format, cfg.rounding, rng)
         self.update_q = quantizer(cfg.update_format, cfg.rounding, rng)
@@ -110,12 +144,16 @@ class Channel:
         self.feedback: dict[tuple[int, int], FeedbackArray] = dict(feedback or {})
         self.per_weight = per_weight
         self.rng = rng
+        self.top = top
+        self.adapting = True
         self._pending = None  # this step's signals, kept for adaptive feedback
         self.on_feedback: Callable | None = None
         wanted = {(k, h) for h, ks in enumerate(self.sources, 1) for k in ks}
         drawn_per_step = cfg.resample or cfg.per_weight
         if self.spec.random_feedback and set(self.feedback) != wanted and not drawn_per_step:
             raise ValueError(f"rule={cfg.rule.value}: feedback for {sorted(wanted)} expected")
+        if cfg.top_feedback and top is None:
+            raise ValueError("channel.top_feedback=true: the top feedback array C^top expected")
 
     @classmethod
     def backprop(cls, n_layers: int) -> "Channel":
@@ -140,7 +178,10 @@ class Channel:
     ):
         """Draw each member's feedback from its own seed (host) and move it to ``xp``.
 
-        ``forward`` holds the host initial forward weights (E, N_h, N_{h−1}) for congruence.
+        ``forward`` holds the host initial forward weights (E, N_h, N_{h−1}) for congruence and
+        ``feedback_from_init``. The top layer's C^top (``top_feedback``) is drawn from
+        ``feedback`` with its scale after every other array of a member, so switching it on
+        leaves the others as they were.
         """
         L = len(sizes) - 1
         # per-synapse feedback replaces the per-neuron matrices
@@ -149,25 +190,33 @@ class Channel:
             if cfg.per_weight
             else [(k, h) for h, ks in enumerate(sources(cfg, L), 1) for k in ks]
         )
-        feedback, per_weight = {}, None
-        if spec(cfg.rule).random_feedback:
-            stacks: dict[tuple[int, int], list] = {e: [] for e in edges}
+        feedback, per_weight, top = {}, None, None
+        random_feedback = spec(cfg.rule).random_feedback
+        if random_feedback or cfg.top_feedback:
+            stacks: dict[tuple[int, int], list] = {e: [] for e in edges if random_feedback}
             pw: list[list] = [[] for _ in range(L - 1)]
+            tops = []
             for m, seed in enumerate(seeds):
                 host = member_rng(seed, STREAM_FEEDBACK)  # this member's feedback, on the host
-                for k, h in edges:
-                    fw = forward[k - 1][m] if cfg.congruent else None
+                for k, h in stacks:
+                    fw = forward[k - 1][m] if cfg.congruent or cfg.feedback_from_init else None
                     stacks[(k, h)].append(draw_feedback(cfg, (sizes[k], sizes[h]), host, dtype, fw))
                 if cfg.per_weight:
                     for h in range(1, L):
                         shape = (sizes[L], sizes[h], sizes[h - 1] + 1)
                         pw[h - 1].append(draw_feedback(cfg, shape, host, dtype))
-            if not cfg.resample and edges:
+                if cfg.top_feedback:  # last, so the arrays above are the same with or without it
+                    shape = (sizes[L], sizes[L])
+                    tops.append(draw(cfg.feedback, shape, cfg.feedback_scale, host, dtype,
+                                     nonzeros=cfg.feedback_nonzeros))  # fmt: skip
+            if not cfg.resample and stacks:
                 feedback = {e: FeedbackArray(xp.asarray(np.stack(v))) for e, v in stacks.items()}
             if cfg.per_weight:
                 per_weight = [xp.asarray(np.stack(v)) for v in pw]
+            if cfg.top_feedback:
+                top = FeedbackArray(xp.asarray(np.stack(tops)))
         rng = RuntimeRandom(list(seeds), xp) if rng is None else rng
-        return cls(cfg, L, feedback, per_weight, rng)
+        return cls(cfg, L, feedback, per_weight, rng, top)
 
     @contextmanager
     def observing(self) -> Iterator[None]:
@@ -227,12 +276,15 @@ class Channel:
         if cfg.resample:
             self._redraw(layers, net.model.sizes, net.n_members, outs[-1].dtype)
         read = self._reads[self.spec.delivery]
+        backward = _BACKWARD[cfg.backward]
         passed = {L: r_top}
         for h in range(L - 1, 0, -1):
             j = None
             for k in self.sources[h - 1]:
                 part = read(self, layers, k, h, e if _skip(k, h, L) else passed[k])
                 j = part if j is None else j + part
+            if backward is not None:  # the channel unit's own transfer function
+                j = backward(j)
             if cfg.dropout:
                 keep = self.rng.random(j.shape) >= cfg.dropout
                 j = j * (keep * (1.0 / (1.0 - cfg.dropout))).astype(j.dtype)
@@ -242,7 +294,7 @@ class Channel:
             r = j if d is None else j * d
             passed[h] = r if self.spec.relays_derivative else j
             deltas[h - 1] = r
-        if cfg.adapt_lr is not None:
+        if cfg.adapt_lr is not None and self.adapting:
             self._pending = (outs, e, passed)
         if cfg.signal is not Signal.FULL:
             xp = get_xp(r_top)
@@ -296,9 +348,15 @@ class Channel:
         gain = (-dl / sigma**2)[..., None]
         return [gain * n for n in noise]
 
+    def top_signal(self, r_top):
+        """The top layer's error signal R^L: −∂E/∂S^L (``r_top``, E × B × N_L) itself, or
+        ``r_top`` · C^top with ``top_feedback`` (Baldi et al. §8)."""
+        return r_top if self.top is None else self.top.read(r_top)
+
     def adapt(self, lr_scale: float) -> None:
-        """ARBP / ASRBP: C_{k→h} += adapt_lr · η/B · signal_kᵀ O^h, with this step's signals."""
-        if self.cfg.adapt_lr is None:
+        """ARBP / ASRBP: C_{k→h} += adapt_lr · η/B · signal_kᵀ O^h, with this step's signals
+        (nothing while :attr:`adapting` is False)."""
+        if self.cfg.adapt_lr is None or not self.adapting:
             return
         outs, e, passed = self._pending
         L = self.n_layers

@@ -20,12 +20,14 @@ from typing import Any
 from lpfa.names import (
     Activation,
     Backend,
+    Backward,
     ConfigError,
     DataName,
     Dist,
     DType,
     Loss,
     Signal,
+    Spectrum,
     _as,
     _set_enum,
 )
@@ -35,6 +37,7 @@ from lpfa.rules import Rule
 __all__ = [
     "Activation",
     "Backend",
+    "Backward",
     "ChannelConfig",
     "ConfigError",
     "DType",
@@ -45,6 +48,7 @@ __all__ = [
     "ModelConfig",
     "Rule",
     "RunConfig",
+    "Spectrum",
     "TrainConfig",
     "add_set_option",
     "apply_overrides",
@@ -90,7 +94,9 @@ class DataConfig:
     name: DataName = DataName.MNIST
     """Data set: ``mnist``, ``fashion-mnist`` (IDX files, pixels scaled to [0, 1]), or a
     synthetic task of Lillicrap et al.: ``linear-teacher`` (y = T x, x ~ N(0, I), T ~ U[−1, 1])
-    or ``tanh-teacher`` (a fixed random tanh network of ``teacher_sizes``)."""
+    or ``tanh-teacher`` (a fixed random tanh network of ``teacher_sizes``); or ``lowrank``
+    (Garg & Vempala's factorization task: t = Y x, x ~ N(0, I), Y (N_L × N_0) of rank
+    ``target_rank`` with singular values ``spectrum``)."""
     n_train: int | None = None
     """Training examples: the first n of the set; None = all (synthetic default 10 000)."""
     n_test: int | None = None
@@ -99,9 +105,23 @@ class DataConfig:
     """Seed of the synthetic task (teacher and inputs); unused by the image sets."""
     teacher_sizes: tuple[int, ...] = (30, 20, 10, 10)
     """Layer sizes of the ``tanh-teacher`` target network (input first)."""
+    target_rank: int | None = None
+    """``lowrank`` only: rank k of Y (at most min(N_0, N_L)); None = full rank min(N_0, N_L)."""
+    spectrum: Spectrum = Spectrum.FLAT
+    """``lowrank`` only: singular values of Y (:class:`Spectrum`): ``flat`` σ_i = 1 or
+    ``decaying`` σ_i = 1/i, i = 1 … k; Y = U diag(σ) Vᵀ with Haar-random U, V."""
 
     def __post_init__(self) -> None:
         _set_enum(self, "name", DataName)
+        _set_enum(self, "spectrum", Spectrum)
+        if self.target_rank is not None:
+            _positive_int("target_rank", self.target_rank)
+            _require(
+                self.name is DataName.LOWRANK,
+                "target_rank",
+                self.target_rank,
+                f"only applies to name=lowrank (name={self.name.value})",
+            )
         for name in ("n_train", "n_test"):
             value = getattr(self, name)
             if value is not None:
@@ -127,6 +147,9 @@ class ModelConfig:
     """Transfer function of the output layer."""
     loss: Loss = Loss.CROSS_ENTROPY
     """Output loss; cross-entropy needs a softmax or logistic output."""
+    power_exponent: float = 1.0
+    """Exponent μ > 0 of ``power`` units, f(S) = sign(S)·|S|^μ (unused by other transfer
+    functions); μ = 1 is a linear unit."""
     init: Dist = Dist.GLOROT_NORMAL
     """Distribution of the initial forward weights."""
     init_scale: float = 1.0
@@ -158,7 +181,7 @@ class ModelConfig:
             self.hidden is not Activation.SOFTMAX,
             "hidden",
             str(self.hidden),
-            "softmax is for the output layer only; use linear, logistic, tanh or relu",
+            "softmax is for the output layer only; use linear, logistic, tanh, relu or power",
         )
         if self.loss is Loss.CROSS_ENTROPY:
             _require(
@@ -175,6 +198,7 @@ class ModelConfig:
             "or output=linear, logistic or tanh with loss=squared",
         )
         _finite("init_scale", self.init_scale, lo=0.0, strict=True)
+        _finite("power_exponent", self.power_exponent, lo=0.0, strict=True)
         _require(
             self.init is not Dist.BERNOULLI,
             "init",
@@ -223,6 +247,14 @@ class ChannelConfig:
     congruent: bool = False
     """``rbp`` only: every feedback weight takes the sign of the forward weight it stands in for
     (magnitudes stay random); set at the start, or at every draw when ``resample``."""
+    feedback_from_init: bool = False
+    """``rbp`` only: C^{h+1} = W^{h+1} as first drawn (B = the transpose of the *initial* forward
+    weights, before ``model.weight_keep`` removes synapses and ``model.weight_format`` rounds
+    them), then fixed while W learns (or adaptive with ``adapt_lr``); ``feedback`` is unused."""
+    feedback_rank: int | None = None
+    """Low-rank feedback: every feedback matrix is C = QP of rank ≤ r, the best rank-r
+    approximation (truncated SVD, Q = U_r Σ_r, P = V_rᵀ) of the matrix drawn from ``feedback``
+    (after its mean); a channel through r relay units. None = full rank."""
     resample: bool = False
     """Draw fresh feedback matrices for every minibatch (Baldi et al. §4.2 items 1-2)."""
     fprime: bool = True
@@ -238,6 +270,19 @@ class ChannelConfig:
     adapt_lr: float | None = None
     """Adaptive feedback (ARBP / ASRBP): ΔC = adapt_lr · η_t · R^{source} ⊗ O^{receiver},
     relative to the forward learning rate (Baldi et al. used 0.1 for ARBP); None = fixed C."""
+    adapt_epochs: int | None = None
+    """With ``adapt_lr``: C adapts during the first k training epochs only and is then frozen
+    (feedback learned for k epochs, then fixed); None = it adapts throughout."""
+    backward: Backward = Backward.LINEAR
+    """Non-linearity g of the channel's hidden units (:class:`Backward`): J^h, the sum of what
+    layer h's channel unit receives, becomes g(J^h) *before* dropout, the ``error_format``
+    quantizer and f′, and g(J^h) ∘ f′ is what a chained channel relays on (so g compounds down
+    an ``rbp`` chain); ``linear`` is the papers' channel."""
+    top_feedback: bool = False
+    """The top layer learns through a random matrix instead of its gradient: R^L = e_top · C^top
+    with C^top (N_L × N_L) drawn from ``feedback`` (Baldi et al. §8: "random weights in the
+    learning channel for the top layer do not work at all"); the hidden layers' channel still
+    carries the true top error. False = the top layer follows the gradient (Fact 1)."""
     skip_layers: tuple[int, ...] = ()
     """``mixed`` only: hidden layers (1 = lowest) that receive the output error directly."""
     perturbation: float = 1e-3
@@ -286,8 +331,11 @@ class ChannelConfig:
                     value,
                     f"only applies to feedback=bernoulli (feedback={self.feedback.value})",
                 )
+        _set_enum(self, "backward", Backward)
         needs_random = {
             "congruent": self.congruent,
+            "feedback_from_init": self.feedback_from_init,
+            "feedback_rank": self.feedback_rank is not None,
             "resample": self.resample,
             "adapt_lr": self.adapt_lr is not None,
             "feedback_keep": self.feedback_keep != 1.0,
@@ -300,6 +348,50 @@ class ChannelConfig:
                     getattr(self, name),
                     f"rule={rule.value} has no random feedback matrices to apply it to; "
                     "use rbp, srbp, mixed or cascade",
+                )
+        if self.adapt_epochs is not None:
+            _require(
+                self.adapt_lr is not None,
+                "adapt_epochs",
+                self.adapt_epochs,
+                "freezes adaptive feedback after k epochs: needs adapt_lr",
+            )
+            _require(self.adapt_epochs >= 0, "adapt_epochs", self.adapt_epochs, "must be >= 0")
+        if self.feedback_rank is not None:
+            _positive_int("feedback_rank", self.feedback_rank)
+            for name in ("congruent", "resample", "per_weight", "feedback_from_init"):
+                _require(
+                    not getattr(self, name),
+                    "feedback_rank",
+                    self.feedback_rank,
+                    f"low-rank feedback is drawn once as a product QP; {name}=true cannot be one",
+                )
+            _require(
+                self.feedback_keep == 1.0,
+                "feedback_rank",
+                self.feedback_rank,
+                "removing entries (feedback_keep < 1) would raise the rank of C = QP",
+            )
+        _require(
+            not (self.feedback is Dist.ORTHOGONAL and self.resample),
+            "resample",
+            self.resample,
+            "feedback=orthogonal is drawn once on the host; it cannot be redrawn every minibatch",
+        )
+        if self.feedback_from_init:
+            _require(
+                rule is Rule.RBP,
+                "feedback_from_init",
+                self.feedback_from_init,
+                f"C^{{h+1}} = W^{{h+1}} pairs chained feedback with a forward array, which only "
+                f"rule=rbp has (rule={rule.value})",
+            )
+            for name in ("congruent", "resample"):
+                _require(
+                    not getattr(self, name),
+                    "feedback_from_init",
+                    self.feedback_from_init,
+                    f"C is the initial forward weights, not a draw: {name}=true does not apply",
                 )
         if self.adapt_lr is not None:
             _finite("adapt_lr", self.adapt_lr, lo=0.0, strict=True)
@@ -348,6 +440,7 @@ class ChannelConfig:
                 ("signal", Signal.FULL),
                 ("fprime", True),
                 ("error_format", None),
+                ("backward", Backward.LINEAR),
             ):
                 value = getattr(self, name)
                 _require(
@@ -447,6 +540,13 @@ class RunConfig:
                 "model.sizes",
                 sizes,
                 f"data.name={self.data.name} needs 784 inputs and 10 outputs",
+            )
+        if self.data.name == "lowrank" and self.data.target_rank is not None:
+            _require(
+                self.data.target_rank <= min(sizes[0], sizes[-1]),
+                "data.target_rank",
+                self.data.target_rank,
+                f"must be <= min(N_0, N_L) = {min(sizes[0], sizes[-1])} for model.sizes={sizes}",
             )
         if self.data.name == "tanh-teacher":
             t = self.data.teacher_sizes

@@ -1,4 +1,5 @@
-"""Data: MNIST and Fashion-MNIST from the original IDX files, and Lillicrap et al.'s teacher tasks.
+"""Data: MNIST and Fashion-MNIST from the original IDX files, Lillicrap et al.'s teacher tasks and
+Garg & Vempala's low-rank task.
 
 IDX files are looked for in the data home (``$LPFA_DATA``, default ``~/.cache/lpfa``), under
 ``mnist/`` or ``fashion-mnist/``, whole (``NAME.gz``) or split in byte-parts (``NAME.gz.part00``,
@@ -17,9 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lpfa.config import DataConfig
+from lpfa.config import DataConfig, Spectrum
 
-__all__ = ["DataError", "Dataset", "data_home", "load", "load_cached", "load_idx", "split_sizes"]
+__all__ = [
+    "DataError",
+    "Dataset",
+    "data_home",
+    "load",
+    "load_cached",
+    "load_idx",
+    "lowrank_target",
+    "split_sizes",
+]
 
 # SHA-256 of the original distribution files (the .gz files as published): set, file, digest.
 _SHA256 = """
@@ -181,6 +191,7 @@ FULL_SIZES = {
     "fashion-mnist": (60_000, 10_000),
     "linear-teacher": (10_000, 2_000),
     "tanh-teacher": (10_000, 2_000),
+    "lowrank": (10_000, 2_000),
 }
 
 
@@ -202,6 +213,37 @@ def _one_hot(y: np.ndarray, n: int, dtype: str) -> np.ndarray:
     return out
 
 
+def _task_rng(cfg: DataConfig, key: int = 7) -> np.random.Generator:
+    """A generator of a synthetic task from ``cfg.seed``: key 7 its inputs (and the teachers of
+    Lillicrap et al.'s tasks), key 8 the ``lowrank`` target matrix."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=cfg.seed, spawn_key=(key,)))
+
+
+def lowrank_target(cfg: DataConfig, n_in: int, n_out: int) -> np.ndarray:
+    """The target matrix Y (n_out, n_in) of the ``lowrank`` task: Y = U diag(σ) Vᵀ.
+
+    U (n_out, k) and V (n_in, k) have Haar-random orthonormal columns (QR of a Gaussian matrix
+    with the signs of R's diagonal moved into Q), k = ``cfg.target_rank`` (None = min(n_in,
+    n_out)), and σ is ``cfg.spectrum``: flat σ_i = 1, decaying σ_i = 1/i. Y comes from its own
+    stream of ``cfg.seed``, so it is the matrix a simulated ``lowrank`` run with this config
+    learns, whatever its sample sizes.
+    """
+    k = min(n_in, n_out) if cfg.target_rank is None else cfg.target_rank
+    if not 1 <= k <= min(n_in, n_out):
+        raise ValueError(f"target_rank={k}: must be in 1..min(n_in, n_out) = {min(n_in, n_out)}")
+    rng = _task_rng(cfg, key=8)
+    U, V = (_haar(rng, n, k) for n in (n_out, n_in))
+    i = np.arange(1, k + 1, dtype=np.float64)
+    sigma = np.ones(k) if cfg.spectrum is Spectrum.FLAT else 1.0 / i
+    return (U * sigma) @ V.T
+
+
+def _haar(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """k orthonormal columns in R^n, uniformly (Haar) distributed."""
+    Q, R = np.linalg.qr(rng.standard_normal((n, k)))
+    return Q * np.sign(np.diag(R))
+
+
 def _teacher(cfg: DataConfig, sizes: tuple[int, ...], dtype: str) -> Dataset:
     """Lillicrap et al.'s synthetic tasks: data made once from ``cfg.seed``.
 
@@ -209,12 +251,15 @@ def _teacher(cfg: DataConfig, sizes: tuple[int, ...], dtype: str) -> Dataset:
     ``tanh-teacher``: y* = W_2 tanh(W_1 tanh(W_0 x + b_0) + b_1) + b_2 with ``teacher_sizes``
     (Task 3); the paper does not give the teacher's scales, here W ~ N(0, 1/fan_in) and
     b ~ N(0, 0.1²), which keeps the hidden units out of saturation.
+    ``lowrank``: y* = Y x, x ~ N(0, I), Y from :func:`lowrank_target` (Garg & Vempala).
     """
-    rng = np.random.default_rng(np.random.SeedSequence(entropy=cfg.seed, spawn_key=(7,)))
+    rng = _task_rng(cfg)
     n_train, n_test = split_sizes(cfg)
-    n_in = sizes[0] if cfg.name == "linear-teacher" else cfg.teacher_sizes[0]
+    n_in = cfg.teacher_sizes[0] if cfg.name == "tanh-teacher" else sizes[0]
     x = rng.standard_normal((n_train + n_test, n_in))
-    if cfg.name == "linear-teacher":
+    if cfg.name == "lowrank":
+        y = x @ lowrank_target(cfg, n_in, sizes[-1]).T
+    elif cfg.name == "linear-teacher":
         T = rng.uniform(-1.0, 1.0, size=(sizes[-1], n_in))
         y = x @ T.T
     else:
@@ -240,7 +285,7 @@ def load(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dat
         The model's layer sizes (the linear teacher takes its input and output sizes from them).
     dtype : str
     """
-    if cfg.name in ("linear-teacher", "tanh-teacher"):
+    if cfg.name in ("linear-teacher", "tanh-teacher", "lowrank"):
         return _teacher(cfg, sizes, dtype)
     xtr, ytr, xte, yte = load_idx(cfg.name)
     xtr, ytr = xtr[: cfg.n_train], ytr[: cfg.n_train]

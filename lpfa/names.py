@@ -19,12 +19,14 @@ __all__ = [
     "ROUNDINGS",
     "Activation",
     "Backend",
+    "Backward",
     "ConfigError",
     "DType",
     "DataName",
     "Dist",
     "Loss",
     "Signal",
+    "Spectrum",
 ]
 
 
@@ -80,13 +82,18 @@ class Signal(_Named):
 
 
 class Activation(_Named):
-    """Transfer function f of a layer. ``softmax`` is allowed for the output layer only."""
+    """Transfer function f of a layer. ``softmax`` is allowed for the output layer only.
+
+    ``power``: f(S) = sign(S)·|S|^μ with μ = ``model.power_exponent`` (Baldi et al. 2018 §7.9's
+    power-law unit, defined there for S > 0 and extended oddly to S ≤ 0), f′(S) = μ|S|^(μ−1).
+    """
 
     LINEAR = "linear"
     LOGISTIC = "logistic"
     TANH = "tanh"
     RELU = "relu"
     SOFTMAX = "softmax"
+    POWER = "power"
 
     @classmethod
     def _aliases(cls) -> dict[str, str]:
@@ -111,7 +118,8 @@ class Dist(_Named):
     N(0, s²·2/(fan_in + fan_out)), the "scaled normal" of Baldi et al. (Glorot & Bengio 2010).
     ``glorot_uniform``: U[−a, a] with a = s·√(6/(fan_in + fan_out)). ``sign``: ±s with equal
     probability. ``bernoulli``: s with probability p = n / fan_in, else 0 (feedback only; n is
-    ``feedback_nonzeros``). ``s`` is the scale field.
+    ``feedback_nonzeros``). ``orthogonal``: s·Q with Q a uniformly (Haar) random semi-orthogonal
+    matrix, QQᵀ = I when fan_out ≤ fan_in, else QᵀQ = I. ``s`` is the scale field.
     """
 
     UNIFORM = "uniform"
@@ -120,9 +128,37 @@ class Dist(_Named):
     GLOROT_UNIFORM = "glorot_uniform"
     SIGN = "sign"
     BERNOULLI = "bernoulli"
+    ORTHOGONAL = "orthogonal"
 
 
-DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher")
+class Backward(_Named):
+    """A non-linearity g of the learning channel's units (the blog post on Lillicrap et al.: "they
+    ignore any nonlinearities in the backward projection path").
+
+    Each hidden unit h of the channel passes its summed input J^h through g before dropout, the
+    error quantizer and f′: ``linear`` g(J) = J (the papers' channel); ``tanh`` g(J) = tanh(J);
+    ``relu`` g(J) = max(J, 0); ``sign`` g(J) = sign(J) ∈ {−1, 0, 1}; ``hardtanh`` (a saturating
+    curve with a linear middle) g(J) = clip(J, −1, 1).
+    """
+
+    LINEAR = "linear"
+    TANH = "tanh"
+    RELU = "relu"
+    SIGN = "sign"
+    HARDTANH = "hardtanh"
+
+
+class Spectrum(_Named):
+    """Singular values σ_1 ≥ … ≥ σ_k of the ``lowrank`` task's target matrix Y, k =
+    ``data.target_rank``: ``flat`` σ_i = 1 (every rank-r subspace of Y's column space is equally
+    good); ``decaying`` σ_i = 1/i, a power law (the best rank-r part is unique).
+    """
+
+    FLAT = "flat"
+    DECAYING = "decaying"
+
+
+DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher", "lowrank")
 DTYPES = ("float32", "float64")
 ROUNDINGS = tuple(r.value for r in Rounding)
 

@@ -20,10 +20,19 @@ from lpfa.wiring import draw
 __all__ = ["Network", "activate", "derivative"]
 
 
-def activate(kind: Activation, S):
-    """Apply f in place to the pre-activations ``S`` (E, B, N) and return them."""
+def activate(kind: Activation, S, *, exponent: float = 1.0):
+    """Apply f in place to the pre-activations ``S`` (E, B, N) and return them.
+
+    ``exponent`` is μ of ``power`` units: f(S) = sign(S)·|S|^μ (odd, so S ≤ 0 is defined).
+    """
     xp = get_xp(S)
     if kind is Activation.LINEAR:
+        return S
+    if kind is Activation.POWER:
+        sign = xp.sign(S)
+        xp.abs(S, out=S)
+        S **= exponent
+        S *= sign
         return S
     if kind is Activation.TANH:
         return xp.tanh(S, out=S)
@@ -44,10 +53,16 @@ def activate(kind: Activation, S):
     raise NotImplementedError(kind)
 
 
-def derivative(kind: Activation, out):
-    """f′(S) computed from the output ``out`` = f(S); None when f′ ≡ 1 (linear units)."""
+def derivative(kind: Activation, out, *, exponent: float = 1.0):
+    """f′(S) computed from the output ``out`` = f(S); None when f′ ≡ 1 (linear units).
+
+    ``power`` units: f′ = μ|S|^(μ−1) = μ|out|^((μ−1)/μ), μ = ``exponent`` (at S = 0 this is
+    +inf for μ < 1 and 0 for μ > 1).
+    """
     if kind is Activation.LINEAR:
         return None
+    if kind is Activation.POWER:
+        return exponent * get_xp(out).abs(out) ** ((exponent - 1.0) / exponent)
     if kind is Activation.TANH:
         return 1.0 - out * out
     if kind is Activation.LOGISTIC:
@@ -150,12 +165,13 @@ class Network:
             S = layer.read(outs[-1])
             if noise is not None and h < last:
                 S += noise[h]
-            outs.append(activate(self.model.output if h == last else self.model.hidden, S))
+            kind = self.model.output if h == last else self.model.hidden
+            outs.append(activate(kind, S, exponent=self.model.power_exponent))
         return outs
 
     def fprime(self, out):
         """f′ of the hidden layers from their output (None for linear units)."""
-        return derivative(self.model.hidden, out)
+        return derivative(self.model.hidden, out, exponent=self.model.power_exponent)
 
     def example_loss(self, out, t):
         """Loss of every example, (E, B): ½‖T − O‖² or −Σ T log O."""
@@ -165,7 +181,7 @@ class Network:
         """−∂E/∂S^L from the output error e = T − O^L: e for matched loss/output, else e ∘ f′."""
         if self._matched:
             return e
-        return e * derivative(self.model.output, out)
+        return e * derivative(self.model.output, out, exponent=self.model.power_exponent)
 
     def deltas(self, outs: list, t, channel: Channel | None = None) -> list:
         """Error signals R^1 … R^L of every layer for a forward pass ``outs`` and targets ``t``.
@@ -176,7 +192,8 @@ class Network:
         channel = self.channel if channel is None else channel
         e = t - outs[-1]
         r_top = self.top_error(e, outs[-1])
-        return [*channel.deliver(self, outs, t, e, r_top), r_top]
+        # the hidden layers hear the true top error; the top layer itself may not (top_feedback)
+        return [*channel.deliver(self, outs, t, e, r_top), channel.top_signal(r_top)]
 
     def step(
         self,

@@ -25,6 +25,7 @@ ANGLES = {
     "angle": ("rule∠BP", "the rule's error signal at the layer against backprop's"),
     "angle_pbp": ("rule∠PBP", "the same against pseudobackprop's (W⁺ e)"),
     "angle_wb": ("W∠Bᵀ", "forward weights of the layer above against their feedback Bᵀ"),
+    "angle_wbpinv": ("W∠B⁺", "the same against the pseudo-inverse B⁺ of the feedback"),
 }
 # what each history column measures, in words; ``{h}`` is a hidden layer (1 = the lowest)
 METRICS = {

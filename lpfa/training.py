@@ -361,7 +361,9 @@ def _run(
     shuffle = np.random.default_rng(tc.shuffle_seed)
     probe = min(tc.angle_examples, n)
     hidden = range(1, mc.n_layers)
-    diag_keys = [f"{k}_{h}" for k in ("angle", "angle_pbp", "angle_wb") for h in hidden]
+    diag_keys = [
+        f"{k}_{h}" for k in ("angle", "angle_pbp", "angle_wb", "angle_wbpinv") for h in hidden
+    ]
     diag_keys += ["ewbe_pos"] if mc.n_layers > 1 else []
     started = time.perf_counter()
     step = 0
@@ -402,6 +404,9 @@ def _run(
     fp = np.errstate(over="ignore", invalid="ignore", divide="ignore")
     with _progress(tc.epochs * n_batches, progress, cfg.name) as bar, fp:
         for epoch in range(1, tc.epochs + 1):
+            # adaptive feedback learns in the first adapt_epochs epochs, then stays fixed
+            k = cfg.channel.adapt_epochs
+            net.channel.adapting = k is None or epoch <= k
             perm = xp.asarray(shuffle.permutation(n))
             loss_sum = 0
             acc_sum = 0

@@ -9,9 +9,10 @@ and then cast, so float32 and float64 runs start from the same numbers.
 
 import math
 
+from lpfa.backend import get_xp
 from lpfa.config import ChannelConfig, Dist
 
-__all__ = ["draw", "draw_feedback"]
+__all__ = ["draw", "draw_feedback", "low_rank", "orthogonal"]
 
 
 def draw(dist: Dist, shape: tuple[int, ...], scale: float, rng, dtype: str, *, nonzeros=None):
@@ -22,7 +23,8 @@ def draw(dist: Dist, shape: tuple[int, ...], scale: float, rng, dtype: str, *, n
     dist : Dist
         ``uniform`` U[−s, s]; ``normal`` N(0, s²); ``glorot_normal`` N(0, s²·2/(fan_in+fan_out));
         ``glorot_uniform`` U[−a, a], a = s·√(6/(fan_in+fan_out)); ``sign`` ±s; ``bernoulli``
-        s with probability n / fan_in, else 0.
+        s with probability n / fan_in, else 0; ``orthogonal`` s·Q, Q semi-orthogonal
+        (:func:`orthogonal`).
     shape : tuple of int
         Leading axes, then rows (fan-out) and columns (fan-in).
     scale : float
@@ -54,18 +56,52 @@ def draw(dist: Dist, shape: tuple[int, ...], scale: float, rng, dtype: str, *, n
         if nonzeros is None:
             raise ValueError("dist=bernoulli needs nonzeros (expected non-zeros per sender)")
         m = scale * (rng.random(shape) < min(1.0, nonzeros / fan_in))
+    elif dist is Dist.ORTHOGONAL:
+        m = scale * orthogonal(rng.standard_normal(shape))
     else:  # an Enum member added without a branch here is a bug in lpfa
         raise NotImplementedError(dist)
     return m.astype(dtype, copy=False)
+
+
+def orthogonal(g):
+    """The Haar-random semi-orthogonal matrices of i.i.d. N(0, 1) draws ``g`` (..., n, m).
+
+    Q of the QR decomposition of the taller orientation, its columns' signs fixed by
+    sign(diag R) so that Q is uniformly distributed (Mezzadri 2007). Returns (..., n, m) with
+    Q Qᵀ = I_n when n ≤ m, else Qᵀ Q = I_m.
+    """
+    xp = get_xp(g)
+    wide = g.shape[-2] < g.shape[-1]
+    a = g.swapaxes(-1, -2) if wide else g
+    q, r = xp.linalg.qr(a)
+    q = q * xp.sign(xp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+    return q.swapaxes(-1, -2) if wide else q
+
+
+def low_rank(m, rank: int):
+    """The best rank-``rank`` approximation of ``m`` (..., n, k) in Frobenius norm.
+
+    C = Q P with Q = U_r Σ_r (..., n, r) and P = V_rᵀ (..., r, k) from the SVD of ``m``
+    (Eckart-Young); ``m`` itself when ``rank`` ≥ min(n, k).
+    """
+    xp = get_xp(m)
+    if rank >= min(m.shape[-2:]):
+        return m
+    u, s, vt = xp.linalg.svd(m, full_matrices=False)
+    return (u[..., :rank] * s[..., None, :rank]) @ vt[..., :rank, :]
 
 
 def draw_feedback(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str, forward=None):
     """One feedback matrix of the channel ``cfg`` (storage orientation, see :class:`Channel`).
 
     Applies, in order: the distribution with its scale, the 1/√n normalisation of sparse 0/1
-    matrices, the non-zero mean, the random removal of a fraction of entries, and sign
-    congruence with ``forward`` (the forward weights the matrix stands in for, same shape).
+    matrices, the non-zero mean, the rank-r truncation (``feedback_rank``), the random removal
+    of a fraction of entries, and sign congruence with ``forward`` (the forward weights the
+    matrix stands in for, same shape). With ``feedback_from_init`` the matrix is a copy of
+    ``forward`` and nothing is drawn.
     """
+    if cfg.feedback_from_init:
+        return forward.astype(dtype, copy=True)
     m = draw(
         cfg.feedback, shape, cfg.feedback_scale, rng, "float64", nonzeros=cfg.feedback_nonzeros
     )
@@ -73,6 +109,8 @@ def draw_feedback(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str, f
         m = m / math.sqrt(cfg.feedback_nonzeros)
     if cfg.feedback_mean:
         m = m + cfg.feedback_mean
+    if cfg.feedback_rank is not None:
+        m = low_rank(m, cfg.feedback_rank)
     if cfg.feedback_keep < 1.0:
         m = m * (rng.random(shape) < cfg.feedback_keep)
     if cfg.congruent:

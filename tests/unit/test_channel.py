@@ -319,3 +319,245 @@ def test_alignment_diagnostics_exist_where_defined():
     diag = alignment(fa, x, t)
     np.testing.assert_allclose(diag["angle_wb_2"], 0.0, atol=1e-5)
     np.testing.assert_allclose(diag["ewbe_pos"], 1.0)
+
+
+# --- the blog post's open questions: non-linear backward paths, better fixed feedback ---------
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"backward": "cube"}, r"backward='cube': must be one of linear, tanh, relu, sign"),
+        ({"rule": "top", "backward": "tanh"}, r"backward='tanh': rule=top sends no signal"),
+        ({"rule": "bp", "feedback_rank": 2}, r"feedback_rank=2: rule=bp has no random"),
+        ({"feedback_rank": 0}, r"feedback_rank=0: must be an integer >= 1"),
+        ({"feedback_rank": 2, "resample": True}, r"feedback_rank=2: .* resample=true"),
+        ({"feedback_rank": 2, "feedback_keep": 0.5}, r"feedback_rank=2: removing entries"),
+        ({"rule": "srbp", "feedback_from_init": True}, r"feedback_from_init=True: .* rule=rbp"),
+        ({"feedback": "orthogonal", "resample": True}, r"resample=True: feedback=orthogonal"),
+        ({"adapt_epochs": 3}, r"adapt_epochs=3: freezes adaptive feedback .* needs adapt_lr"),
+        ({"adapt_lr": 0.1, "adapt_epochs": -1}, r"adapt_epochs=-1: must be >= 0"),
+    ],
+)
+def test_open_question_options_refuse_what_they_cannot_do(kw, message):
+    with pytest.raises(C.ConfigError, match=message):
+        channel(**{"rule": "rbp", **kw})
+
+
+@pytest.mark.parametrize("rule", ["rbp", "srbp", "bp"])
+def test_linear_backward_path_is_the_identity(xp, rule):
+    sizes = (6, 5, 4, 3)
+    cfg = small_config(sizes, rule, seeds=(0, 1))
+    plain = Network.build(cfg, xp)
+    linear = Network.build(with_channel(cfg, rule=rule, backward="linear"), xp)
+    x, t = batch(xp, sizes)
+    outs = plain.forward(x)
+    for a, b in zip(plain.deltas(outs, t), linear.deltas(outs, t), strict=True):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+BACKWARD = {
+    "tanh": np.tanh,
+    "relu": lambda j: np.maximum(j, 0.0),
+    "sign": np.sign,
+    "hardtanh": lambda j: np.clip(j, -1.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("curve", sorted(BACKWARD))
+def test_backward_curve_acts_on_the_delivered_signal_before_fprime(xp, curve):
+    # SRBP, two members: R^h = g(e C^{L→h}) ∘ f′(S^h), by hand on the host. A feedback scale of
+    # 3 makes |J| > 1 for some entries, so every curve differs from the identity there.
+    sizes = (4, 6, 5, 3)
+    cfg = with_channel(
+        small_config(sizes, "srbp", seeds=(0, 1)),
+        rule="srbp",
+        feedback="normal",
+        feedback_scale=3.0,
+        backward=curve,
+    )
+    net = Network.build(cfg, xp)
+    x, t = batch(xp, sizes)
+    outs = net.forward(x)
+    got = [to_numpy(d) for d in net.deltas(outs, t)]
+    e = to_numpy(t - outs[-1])
+    for h in (1, 2):
+        j = e @ to_numpy(net.channel.feedback[(3, h)].C)
+        assert np.any(np.abs(j) > 1)
+        assert np.any(j < 0)
+        o = to_numpy(outs[h])
+        assert got[h - 1].shape == (2, x.shape[0], sizes[h])
+        np.testing.assert_allclose(got[h - 1], BACKWARD[curve](j) * (1 - o**2), rtol=1e-12)
+    np.testing.assert_array_equal(got[-1], e)  # the top layer is untouched
+
+
+def test_backward_curve_compounds_down_an_rbp_chain():
+    # R^2 = g(e C^{3→2}) ∘ f′², and layer 1 hears R^2: R^1 = g(R^2 C^{2→1}) ∘ f′¹
+    sizes = (4, 6, 5, 3)
+    cfg = with_channel(
+        small_config(sizes, "rbp", seeds=(0, 1)),
+        rule="rbp",
+        feedback="normal",
+        feedback_scale=3.0,
+        backward="tanh",
+    )
+    net = Network.build(cfg)
+    x, t = batch(np, sizes)
+    outs = net.forward(x)
+    d = net.deltas(outs, t)
+    fb = net.channel.feedback
+    r2 = np.tanh((t - outs[-1]) @ fb[(3, 2)].C) * (1 - outs[2] ** 2)
+    r1 = np.tanh(r2 @ fb[(2, 1)].C) * (1 - outs[1] ** 2)
+    np.testing.assert_allclose(d[1], r2, rtol=1e-12)
+    np.testing.assert_allclose(d[0], r1, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "scale"), [((3, 4, 9), 1.0), ((2, 9, 4), 0.5), ((1, 5, 5), 2.0)])
+def test_orthogonal_feedback_is_scaled_semi_orthogonal(shape, scale):
+    cfg = channel(rule="srbp", feedback="orthogonal", feedback_scale=scale)
+    m = draw_feedback(cfg, shape, np.random.default_rng(3), "float64")
+    assert m.shape == shape
+    n = min(shape[1:])
+    gram = m @ m.transpose(0, 2, 1) if shape[1] <= shape[2] else m.transpose(0, 2, 1) @ m
+    np.testing.assert_allclose(gram, np.broadcast_to(scale**2 * np.eye(n), gram.shape), atol=1e-12)
+    if shape[0] > 1:
+        assert not np.allclose(m[0], m[1])  # every member has its own matrix
+
+
+def test_orthogonal_feedback_in_a_network_has_one_matrix_per_member():
+    sizes = (6, 5, 4, 3)
+    cfg = with_channel(small_config(sizes, "rbp", seeds=(0, 1)), rule="rbp", feedback="orthogonal")
+    net = Network.build(cfg)
+    for (k, h), fb in net.channel.feedback.items():
+        assert fb.C.shape == (2, sizes[k], sizes[h])
+        gram = fb.C @ fb.C.transpose(0, 2, 1)  # N_k < N_h: orthonormal rows
+        np.testing.assert_allclose(gram, np.broadcast_to(np.eye(sizes[k]), gram.shape), atol=1e-12)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_low_rank_feedback_is_the_best_rank_r_approximation_of_the_draw(rank):
+    shape = (3, 6, 8)
+    full = draw_feedback(channel(rule="srbp"), shape, np.random.default_rng(5), "float64")
+    low = draw_feedback(
+        channel(rule="srbp", feedback_rank=rank), shape, np.random.default_rng(5), "float64"
+    )
+    assert low.shape == shape
+    assert list(np.linalg.matrix_rank(low)) == [rank] * shape[0]
+    # Eckart-Young: the residual is the norm of the dropped singular values, per member
+    s = np.linalg.svd(full, compute_uv=False)
+    np.testing.assert_allclose(
+        np.linalg.norm(full - low, axis=(1, 2)), np.sqrt((s[:, rank:] ** 2).sum(-1)), rtol=1e-10
+    )
+    # the best rank-r matrix: its projection onto the top singular space is the draw's
+    u = np.linalg.svd(full)[0][..., :rank]
+    np.testing.assert_allclose(u.transpose(0, 2, 1) @ low, u.transpose(0, 2, 1) @ full, atol=1e-12)
+
+
+def test_low_rank_feedback_in_a_network():
+    sizes = (6, 5, 4, 3)
+    net = Network.build(
+        with_channel(small_config(sizes, "srbp", seeds=(0, 1)), rule="srbp", feedback_rank=2)
+    )
+    for (k, h), fb in net.channel.feedback.items():
+        assert fb.C.shape == (2, sizes[k], sizes[h])
+        assert list(np.linalg.matrix_rank(fb.C)) == [2, 2]
+
+
+def test_feedback_from_initial_forward_weights_then_fixed(xp):
+    sizes = (6, 5, 4, 3)
+    cfg = with_channel(
+        small_config(sizes, "rbp", seeds=(0, 1)), rule="rbp", feedback_from_init=True
+    )
+    net = Network.build(cfg, xp)
+    start = {k: to_numpy(fb.C).copy() for k, fb in net.channel.feedback.items()}
+    for (k, _h), C0 in start.items():
+        np.testing.assert_array_equal(C0, to_numpy(net.layers[k - 1].W))  # B = W⁰ᵀ exactly
+    w0 = weights(net)
+    x, t = batch(xp, sizes)
+    for _ in range(3):
+        net.step(x, t, 0.5)
+    assert not np.allclose(weights(net)[2], w0[2])  # W learns ...
+    for k, fb in net.channel.feedback.items():
+        np.testing.assert_array_equal(to_numpy(fb.C), start[k])  # ... C stays W⁰
+    # on the first step the rule is backprop
+    fresh = Network.build(cfg, xp)
+    outs = fresh.forward(x)
+    bp = fresh.deltas(outs, t, Channel.backprop(3))
+    for a, b in zip(fresh.deltas(outs, t), bp, strict=True):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-12)
+
+
+def _final_feedback(cfg, epochs, adapt_epochs):
+    from lpfa.training import train
+
+    cfg = dataclasses.replace(
+        cfg,
+        channel=dataclasses.replace(cfg.channel, adapt_epochs=adapt_epochs),
+        train=dataclasses.replace(cfg.train, epochs=epochs, angle_every=None),
+    )
+    net = train(cfg, progress=False).network
+    return {k: to_numpy(fb.C).copy() for k, fb in net.channel.feedback.items()}, weights(net)
+
+
+def test_adaptive_feedback_is_frozen_after_adapt_epochs():
+    cfg = with_channel(small_config((6, 5, 4), "rbp", seeds=(0, 1)), rule="rbp", adapt_lr=0.5)
+    initial = {k: to_numpy(fb.C) for k, fb in Network.build(cfg).channel.feedback.items()}
+    one, w_one = _final_feedback(cfg, 1, None)
+    frozen, w_frozen = _final_feedback(cfg, 3, 1)
+    adapting, _ = _final_feedback(cfg, 3, None)
+    never, _ = _final_feedback(cfg, 2, 0)
+    for k in one:
+        assert not np.allclose(one[k], initial[k])  # it learned in epoch 1
+        np.testing.assert_array_equal(frozen[k], one[k])  # and not after it
+        assert not np.allclose(adapting[k], one[k])  # without the freeze it goes on
+        np.testing.assert_array_equal(never[k], initial[k])
+    assert not np.allclose(w_frozen[0], w_one[0])  # the forward arrays kept learning
+
+
+def test_top_feedback_replaces_the_top_gradient_and_keeps_the_hidden_channel(xp):
+    sizes = (6, 5, 4, 3)
+    cfg = small_config(sizes, "rbp", seeds=(0, 1))
+    plain = Network.build(cfg, xp)
+    top = Network.build(with_channel(cfg, rule="rbp", top_feedback=True), xp)
+    assert top.channel.top.C.shape == (2, 3, 3)
+    for k, fb in plain.channel.feedback.items():  # drawn last: the other arrays are unchanged
+        np.testing.assert_array_equal(to_numpy(top.channel.feedback[k].C), to_numpy(fb.C))
+    x, t = batch(xp, sizes)
+    outs = plain.forward(x)
+    a, b = plain.deltas(outs, t), top.deltas(outs, t)
+    for h in range(2):
+        np.testing.assert_array_equal(to_numpy(a[h]), to_numpy(b[h]))
+    e = to_numpy(t - outs[-1])
+    np.testing.assert_allclose(to_numpy(b[-1]), e @ to_numpy(top.channel.top.C), rtol=1e-12)
+    # with C^top = I the top layer follows its gradient again
+    top.channel.top.C = xp.asarray(np.broadcast_to(np.eye(3), (2, 3, 3)).copy())
+    np.testing.assert_allclose(to_numpy(top.deltas(outs, t)[-1]), e, rtol=1e-12)
+    # it works for the rule without a channel too (only the top layer learns, randomly)
+    only = Network.build(with_channel(cfg, rule="top", top_feedback=True), xp)
+    assert only.deltas(outs, t)[:-1] == [None, None]
+
+
+def test_angle_to_the_pseudo_inverse_of_the_feedback_on_a_hand_case():
+    from lpfa.alignment import pinv_feedback
+
+    sizes = (4, 3, 2)
+    net = Network.build(small_config(sizes, "rbp", seeds=(0, 1)))
+    C = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # Bᵀ; B⁺ = [[1, 0, 0], [0, 0.5, 0]]
+    np.testing.assert_allclose(pinv_feedback(C[None])[0], [[1, 0, 0], [0, 0.5, 0]])
+    net.channel.feedback[(2, 1)] = FeedbackArray(np.stack([C, C]))
+    # member 0: W = Bᵀ (W∠Bᵀ = 0, W∠B⁺ = arccos 0.8); member 1: W = B⁺ (W∠B⁺ = 0)
+    net.layers[1].W[...] = np.stack([C, [[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]]])
+    x, t = batch(np, sizes)
+    diag = alignment(net, x, t)
+    np.testing.assert_allclose(diag["angle_wb_1"][0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(
+        diag["angle_wbpinv_1"], [math.degrees(math.acos(0.8)), 0.0], atol=1e-6
+    )
+    # a generic member: W = B⁺ gives 0° while W∠Bᵀ does not
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((2, 3, 2))
+    net.channel.feedback[(2, 1)] = FeedbackArray(B.transpose(0, 2, 1).copy())
+    net.layers[1].W[...] = np.linalg.pinv(B)
+    diag = alignment(net, x, t)
+    np.testing.assert_allclose(diag["angle_wbpinv_1"], 0.0, atol=1e-5)
+    assert np.all(diag["angle_wb_1"] > 1.0)
