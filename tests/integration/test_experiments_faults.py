@@ -1,7 +1,8 @@
 """Experiment scripts under faults: divergence, bad --set, Ctrl-C and kill -9, then resume.
 
-Each runs ``experiments/lillicrap2016_fig1_linear.py --quick`` (three labels: bp, rbp, top) as a
-user would, in a subprocess where a signal is involved.
+Each runs ``experiments/lillicrap2016_fig1_linear.py --quick`` (labels bp, rbp, top and
+node_perturbation, after its η search in OUT/search) as a user would, in a subprocess where a
+signal is involved.
 """
 
 import csv
@@ -128,6 +129,7 @@ def test_a_diverged_configuration_is_marked_and_exits_3(tmp_path):
         ("bp", "diverged", "1"),
         ("rbp", "diverged", "1"),
         ("top", "done", "15"),
+        ("node_perturbation", "diverged", "1"),
     }
     assert all(r["test_nse"] == "" for r in rows if r["status"] == "diverged")
     table = (out / "table.md").read_text()
