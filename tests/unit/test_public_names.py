@@ -112,6 +112,12 @@ PUBLIC = {
     ),
     "lpfa.dynamics": ("ExpectedDynamics", "Trajectory", "moment_design"),
     "lpfa.dynamics.expected": ("ExpectedDynamics", "Trajectory", "moment_design"),
+    "lpfa.dynamics.measures": (
+        "alignment_deg",
+        "linear_cka",
+        "principal_angles_deg",
+        "subspace_overlap",
+    ),
     "lpfa.dynamics.chains": (
         "a111_fixed_point",
         "a111_parabola_constant",
@@ -187,6 +193,7 @@ PUBLIC = {
         "ModelConfig",
         "Rule",
         "RunConfig",
+        "Spectrum",
         "TrainConfig",
         "add_set_option",
         "apply_overrides",
@@ -203,6 +210,7 @@ PUBLIC = {
         "data_home",
         "load",
         "load_idx",
+        "lowrank_target",
         "split_sizes",
     ),
     "lpfa.experiment": (
@@ -243,6 +251,7 @@ PUBLIC = {
         "Loss",
         "ROUNDINGS",
         "Signal",
+        "Spectrum",
     ),
     "lpfa.network": (
         "Network",
