@@ -1,7 +1,9 @@
 """Lillicrap et al. (2016), Figure 2a-b: 784-1000-10 logistic network on MNIST, BP vs FA.
 
-Backprop, feedback alignment, and feedback alignment with 50 % of the forward weights W and the
-feedback weights B removed (the remaining ones drawn from the same distributions). Learning
+Backprop, feedback alignment, and feedback alignment with 50 % of the forward weights W (hidden →
+output) and of the feedback weights B removed, "so that neurons in h and y have a 25 % chance of
+reciprocal connection" (the remaining ones drawn from the same distributions; W₀, input → hidden,
+stays dense: ``model.weight_keep = [1.0, 0.5]``). Learning
 stops where backprop begins to overfit: every rule is trained for ``train.epochs`` and all are
 reported at the epoch where BP's test error is lowest. The protocol choices the paper leaves
 open (batch size, output loss, ω, β) are listed in configs/lillicrap2016_mnist.toml.
@@ -45,8 +47,8 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     cfgs = variants(base, CHANNELS)
     sparse = cfgs["fa_sparse"]
     cfgs["fa_sparse"] = dataclasses.replace(
-        sparse, model=dataclasses.replace(sparse.model, weight_keep=0.5)
-    )
+        sparse, model=dataclasses.replace(sparse.model, weight_keep=(1.0, 0.5))
+    )  # the paper removes half of W (hidden -> output) and of B; W0 (input -> hidden) stays dense
     return cfgs
 
 

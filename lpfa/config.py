@@ -154,9 +154,13 @@ class ModelConfig:
     """Distribution of the initial forward weights."""
     init_scale: float = 1.0
     """Scale s of ``init`` (see :class:`Dist`); biases start at zero."""
-    weight_keep: float = 1.0
-    """Fraction of forward synapses present; the others are missing (0, and stay 0) —
-    Lillicrap et al.'s "50 % of W removed" is 0.5."""
+    weight_keep: float | tuple[float, ...] = 1.0
+    """Fraction of forward synapses present, for every array or one per array (bottom first);
+    the others are missing (0, and stay 0). Lillicrap et al.'s sparse network removes 50 % of W
+    (hidden → output) only: ``[1.0, 0.5]`` on 784-1000-10."""
+    frozen: tuple[int, ...] = ()
+    """Arrays (1 = the lowest, input → first hidden) whose synapses are never written: they keep
+    their initial weights and biases while the others learn (Baldi et al. §4.2, observation 4)."""
     input_format: str | None = None
     """Number format of the input lines of every array (DAC), e.g. ``fixed:bits=8,full_scale=1``;
     None = the dtype. Formats are ``name:key=value,…`` specs of :func:`lpfa.quant.parse_format`."""
@@ -205,8 +209,21 @@ class ModelConfig:
             str(self.init),
             "bernoulli is for feedback matrices; forward weights need a signed distribution",
         )
+        keep = self.weight_keep
         _require(
-            0.0 < self.weight_keep <= 1.0, "weight_keep", self.weight_keep, "must be in (0, 1]"
+            all(0.0 < k <= 1.0 for k in (keep if isinstance(keep, tuple) else (keep,)))
+            and (not isinstance(keep, tuple) or len(keep) == self.n_layers),
+            "weight_keep",
+            keep,
+            f"must be in (0, 1], one number or one per array ({self.n_layers} for sizes="
+            f"{self.sizes})",
+        )
+        _require(
+            all(1 <= h <= self.n_layers for h in self.frozen)
+            and len(set(self.frozen)) == len(self.frozen),
+            "frozen",
+            self.frozen,
+            f"must list distinct arrays, 1 = the lowest, up to {self.n_layers}",
         )
         for name in ("input_format", "output_format", "weight_format"):
             _format(name, getattr(self, name))
@@ -317,10 +334,17 @@ class ChannelConfig:
             _require(
                 self.feedback_nonzeros is not None
                 and math.isfinite(self.feedback_nonzeros)
-                and self.feedback_nonzeros > 0,
+                and self.feedback_nonzeros >= 0,
                 "feedback_nonzeros",
                 self.feedback_nonzeros,
-                "feedback=bernoulli needs the expected non-zeros per neuron, a finite number > 0",
+                "feedback=bernoulli needs the expected non-zeros per neuron, a finite number >= 0"
+                " (0: no error reaches the hidden layers, Baldi et al. Fig. 4)",
+            )
+            _require(
+                not self.feedback_normalize or self.feedback_nonzeros > 0,
+                "feedback_normalize",
+                self.feedback_normalize,
+                "scales by 1/sqrt(feedback_nonzeros), which needs feedback_nonzeros > 0",
             )
         else:
             for name in ("feedback_nonzeros", "feedback_normalize"):
@@ -597,6 +621,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if is_none and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if isinstance(value, list | tuple):  # e.g. float | tuple[float, ...]: the list form
+            inner = [a for a in inner if typing.get_origin(a) is tuple] or inner
         return _coerce(value, inner[0], path)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

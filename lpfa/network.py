@@ -113,12 +113,13 @@ class Network:
         m = cfg.model
         sizes = m.sizes
         per_member, masks = [], []
+        keep = m.weight_keep if isinstance(m.weight_keep, tuple) else (m.weight_keep,) * m.n_layers
         for seed in cfg.seeds:
             rng = member_rng(seed, STREAM_INIT)
             shapes = [(sizes[h + 1], sizes[h]) for h in range(m.n_layers)]
             per_member.append([draw(m.init, s, m.init_scale, rng, m.dtype) for s in shapes])
-            if m.weight_keep < 1.0:
-                masks.append([rng.random(s) < m.weight_keep for s in shapes])
+            if min(keep) < 1.0:  # every array draws its mask, so one keep's stream is fixed
+                masks.append([rng.random(s) < k for s, k in zip(shapes, keep, strict=True)])
         host = [np.stack([w[h] for w in per_member]) for h in range(m.n_layers)]
         rng = RuntimeRandom(cfg.seeds, xp)
         path = {
@@ -127,7 +128,7 @@ class Network:
         }
         layers = []
         for h in range(m.n_layers):
-            mask = xp.asarray(np.stack([k[h] for k in masks])) if masks else None
+            mask = xp.asarray(np.stack([k[h] for k in masks])) if keep[h] < 1.0 else None
             W = xp.asarray(host[h])
             layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype), mask, **path))
         channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host, rng=rng)
@@ -226,8 +227,12 @@ class Network:
         outs = self.forward(x)
         scale = lr / x.shape[0]
         deltas = self.deltas(outs, t)
-        for layer, R, pre, wd in zip(self.layers, deltas, outs[:-1], decays, strict=True):
+        for h, (layer, R, pre, wd) in enumerate(
+            zip(self.layers, deltas, outs[:-1], decays, strict=True), start=1
+        ):
             kw = {"weight_decay": wd, "momentum": momentum}
+            if h in self.model.frozen:
+                continue
             if isinstance(R, Update):
                 layer.apply(R.dW * scale, R.db * scale, lr, **kw)
             elif R is not None:

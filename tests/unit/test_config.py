@@ -120,7 +120,16 @@ def test_load_reports_missing_and_broken_files(tmp_path):
         ),
         (
             {"channel": {"feedback": "bernoulli", "feedback_nonzeros": math.inf}},
-            r"channel.feedback_nonzeros=inf: feedback=bernoulli needs .* a finite number > 0",
+            r"channel.feedback_nonzeros=inf: feedback=bernoulli needs .* a finite number >= 0",
+        ),
+        (
+            {"channel": {"feedback": "bernoulli", "feedback_nonzeros": -1}},
+            r"channel.feedback_nonzeros=-1.0: feedback=bernoulli needs",
+        ),
+        (
+            {"channel": {"feedback": "bernoulli", "feedback_nonzeros": 0,
+                         "feedback_normalize": True}},
+            r"channel.feedback_normalize=True: scales by 1/sqrt\(feedback_nonzeros\)",
         ),
         (
             {"channel": {"feedback": "bernoulli", "feedback_nonzeros": math.nan}},
