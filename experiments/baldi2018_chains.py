@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.dynamics import ExpectedDynamics, moment_design
+from lpfa.dynamics import ExpectedDynamics, linear_config, moment_design
 from lpfa.dynamics import chains as ch
 from lpfa.experiment import out_folder, parser, script
 from lpfa.network import Network
@@ -37,25 +37,9 @@ ODE_BAR, SGD_BAR = 1e-5, 0.02
 
 
 def network(sizes, E, *, rule="srbp", hidden="linear", fprime=True, mu=1.0):
-    channel = {"rule": rule, "fprime": fprime}
-    return Network.build(
-        C.from_dict(
-            C.RunConfig,
-            {
-                "seeds": list(range(E)),
-                "data": {"name": "linear-teacher"},
-                "model": {
-                    "sizes": list(sizes),
-                    "hidden": hidden,
-                    "output": "linear",
-                    "loss": "squared",
-                    "dtype": "float64",
-                    "power_exponent": mu,
-                },
-                "channel": channel,
-            },
-        )
-    )
+    cfg = linear_config(sizes, rule, seeds=range(E), hidden=hidden, channel={"fprime": fprime},
+                        model={"power_exponent": mu})  # fmt: skip
+    return Network.build(cfg)
 
 
 def sgd(make, reps, draw, steps, *, zero_bias=False, record=20):

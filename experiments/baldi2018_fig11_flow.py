@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.dynamics import moment_design
+from lpfa.dynamics import linear_config, moment_design
 from lpfa.dynamics.chains import (
     a111_fixed_point,
     a111_parabola_constant,
@@ -48,18 +48,7 @@ TOL = 1e-6  # ODE ends vs closed forms: solve_ivp at rtol 1e-9 over t = 80
 
 def network(overrides: list[str]) -> C.RunConfig:
     """lpfa's 1-1-1 linear RBP network (``--set`` applied)."""
-    raw = {
-        "data": {"name": "linear-teacher"},
-        "model": {
-            "sizes": [1, 1, 1],
-            "hidden": "linear",
-            "output": "linear",
-            "loss": "squared",
-            "dtype": "float64",
-        },
-        "channel": {"rule": "rbp"},
-    }
-    return C.from_dict(C.RunConfig, C.apply_overrides(raw, overrides))
+    return linear_config((1, 1, 1), "rbp", overrides=overrides)
 
 
 def rate(cfg, xs, ys, *, c1=C1, alpha=ALPHA, beta=BETA):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.dynamics import moment_design
+from lpfa.dynamics import linear_config, moment_design
 from lpfa.dynamics.chains import a111_fixed_point, a111_parabola_constant, a111_unstable
 from lpfa.dynamics.flow import field, gaussian_sampler, plot_flow, simulate, trajectories
 from lpfa.experiment import out_folder, parser, script
@@ -45,18 +45,7 @@ ON = 1e-6  # "on the hyperbola": |W₀W − 1| at t = 60, far above the solver's
 
 def network(overrides: list[str]) -> C.RunConfig:
     """The 1-1-1 linear FA network (``--set`` applied)."""
-    raw = {
-        "data": {"name": "linear-teacher"},
-        "model": {
-            "sizes": [1, 1, 1],
-            "hidden": "linear",
-            "output": "linear",
-            "loss": "squared",
-            "dtype": "float64",
-        },
-        "channel": {"rule": "rbp"},
-    }
-    return C.from_dict(C.RunConfig, C.apply_overrides(raw, overrides))
+    return linear_config((1, 1, 1), "rbp", overrides=overrides)
 
 
 def measure(cfg: C.RunConfig, quick: bool, seeds: int | None) -> dict:

@@ -5,6 +5,6 @@ papers' linear chains, and flow fields.
 running the simulator's own step on a design batch with the right moments.
 """
 
-from lpfa.dynamics.expected import ExpectedDynamics, Trajectory, moment_design
+from lpfa.dynamics.expected import ExpectedDynamics, Trajectory, linear_config, moment_design
 
-__all__ = ["ExpectedDynamics", "Trajectory", "moment_design"]
+__all__ = ["ExpectedDynamics", "Trajectory", "linear_config", "moment_design"]

@@ -26,11 +26,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lpfa import config as C
 from lpfa.backend import to_numpy
 from lpfa.config import ConfigError, Rounding
 from lpfa.rules import Delivery
 
-__all__ = ["ExpectedDynamics", "Trajectory", "moment_design"]
+__all__ = ["ExpectedDynamics", "Trajectory", "linear_config", "moment_design"]
+
+
+def linear_config(
+    sizes: Sequence[int],
+    rule: str = "rbp",
+    *,
+    seeds: Sequence[int] = (0,),
+    hidden: str = "linear",
+    channel: dict | None = None,
+    model: dict | None = None,
+    overrides: Sequence[str] = (),
+) -> C.RunConfig:
+    """The small chains of the theory: linear (or ``hidden``) units, linear output, squared loss,
+    float64, on the linear teacher; ``channel`` and ``model`` add fields, ``overrides`` are
+    ``--set`` strings applied last."""
+    raw = {
+        "seeds": list(seeds),
+        "data": {"name": "linear-teacher"},
+        "model": {
+            "sizes": list(sizes),
+            "hidden": hidden,
+            "output": "linear",
+            "loss": "squared",
+            "dtype": "float64",
+            **(model or {}),
+        },
+        "channel": {"rule": rule, **(channel or {})},
+    }
+    return C.from_dict(C.RunConfig, C.apply_overrides(raw, list(overrides)))
 
 
 def moment_design(sigma_xx, sigma_tx, *, dtype="float64") -> tuple[np.ndarray, np.ndarray]:

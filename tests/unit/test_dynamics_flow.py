@@ -13,7 +13,7 @@ import pytest
 from lpfa import config as C
 from lpfa.channel import Channel
 from lpfa.config import ConfigError
-from lpfa.dynamics import ExpectedDynamics, moment_design
+from lpfa.dynamics import ExpectedDynamics, linear_config, moment_design
 from lpfa.dynamics.chains import a111_fixed_point, a111_parabola_constant, a111_rhs
 from lpfa.dynamics.flow import (
     Paths,
@@ -35,21 +35,7 @@ ROUNDING = 1e-12
 
 
 def config(sizes=(1, 1, 1), rule="rbp", seeds=(0,), **channel) -> C.RunConfig:
-    return C.from_dict(
-        C.RunConfig,
-        {
-            "seeds": list(seeds),
-            "data": {"name": "linear-teacher"},
-            "model": {
-                "sizes": list(sizes),
-                "hidden": "linear",
-                "output": "linear",
-                "loss": "squared",
-                "dtype": "float64",
-            },
-            "channel": {"rule": rule, **channel},
-        },
-    )
+    return linear_config(sizes, rule, seeds=seeds, channel=channel)
 
 
 def design():

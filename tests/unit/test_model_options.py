@@ -21,7 +21,8 @@ def test_keep_per_array_removes_synapses_from_the_named_arrays_only(xp):
     cfg = with_model(small_config(sizes, "rbp"), weight_keep=(1.0, 0.5))
     net = Network.build(cfg, xp)
     dense, sparse = (to_numpy(layer.W) == 0 for layer in net.layers)
-    assert net.layers[0].mask is None and not dense.any()
+    assert net.layers[0].mask is None
+    assert not dense.any()
     assert 0.35 < sparse.mean() < 0.65
     x, t = batch(xp, sizes)
     for _ in range(3):
@@ -66,11 +67,17 @@ def test_a_frozen_array_keeps_its_initial_weights_and_the_others_match_an_unfroz
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ({"weight_keep": [1.0, 0.5]}, r"model.weight_keep=\(1.0, 0.5\): must be in \(0, 1\], one"
-                                      r" number or one per array \(5 for sizes="),
+        (
+            {"weight_keep": [1.0, 0.5]},
+            r"model.weight_keep=\(1.0, 0.5\): must be in \(0, 1\], one"
+            r" number or one per array \(5 for sizes=",
+        ),
         ({"weight_keep": 0.0}, r"model.weight_keep=0.0: must be in \(0, 1\]"),
-        ({"frozen": [0]}, r"model.frozen=\(0,\): must list distinct arrays, 1 = the lowest, up"
-                          r" to 5"),
+        (
+            {"frozen": [0]},
+            r"model.frozen=\(0,\): must list distinct arrays, 1 = the lowest, up"
+            r" to 5",
+        ),
         ({"frozen": [2, 2]}, r"model.frozen=\(2, 2\): must list distinct arrays"),
     ],
 )
