@@ -21,6 +21,7 @@ from hwmodels.cost import (
     eq15_weights,
     format_bits,
     phase_ops,
+    pulse_counts,
 )
 from hwmodels.energy import TechTable, arith_format, energy_terms, joules
 from hwmodels.layout import Floorplan
@@ -79,6 +80,8 @@ class Audit:
     floorplan: dict[str, Any]
     leaks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pulses_per_step: dict[str, float] = field(default_factory=dict)
+    """Update pulses sent to each physical array (pulsed devices of lpfa.devices only)."""
 
     @property
     def local(self) -> bool:
@@ -140,6 +143,7 @@ class Audit:
                 "tech": self.tech,
             },
             "floorplan": self.floorplan,
+            "pulses_per_step": self.pulses_per_step,
             "notes": self.notes,
         }
 
@@ -231,8 +235,15 @@ def audit(
     activity["forward"]["read_bits"] = ops.get("forward", {}).get("reads", 0) * wbits
     activity["channel"]["read_bits"] = cc.read_bits
     activity["channel"]["bit_mm"] = cc.bit_mm
-    activity["update"]["write_bits"] = writes_w * wbits + writes_c * width
-    activity["update"]["bit_mm"] = cc.adapt_bit_mm
+    # feedback that learns (adaptive, Kolen-Pollack, weight mirror) is the channel's own work
+    activity["update"]["write_bits"] = writes_w * wbits
+    activity["channel"]["write_bits"] = writes_c * width
+    activity["channel"]["bit_mm"] += cc.adapt_bit_mm
+    # update pulses of physical devices (lpfa.devices), priced per pulse: W's are the update's,
+    # learning feedback arrays' the channel's
+    pulses = pulse_counts(trace)
+    activity["update"]["pulses"] = sum(n for a, n in pulses.items() if a.startswith("W"))
+    activity["channel"]["pulses"] = sum(n for a, n in pulses.items() if not a.startswith("W"))
     fmt = arith or arith_format(dtype)
     terms = energy_terms(activity, fmt, table)
     per_step = joules(terms, table)
@@ -260,6 +271,7 @@ def audit(
         energy_per_step=per_step,
         energy_per_epoch={k: v * steps for k, v in per_step.items()},
         energy_terms=terms,
+        pulses_per_step=pulses,
         macs_priced=macs,
         arith=fmt,
         tech=table.name,

@@ -3,7 +3,8 @@
 Counting (all from :class:`~hwmodels.trace.Recorder`, i.e. from the code that ran):
 
 - **operations** per phase (forward pass; learning channel = ``Channel.deliver``, including any
-  extra forward pass it makes; update = the synaptic writes, adaptation and the output error):
+  extra forward pass it makes, and the feedback's own learning: adaptation, Kolen-Pollack, the
+  weight mirror's phase; update = the forward synaptic writes and the output error):
   multiply-accumulates of every matmul, counted three ways — as executed (dense GEMMs), those
   whose synapse is non-zero (what a sparse array does), those whose two factors are non-zero
   (an event-driven machine) — and elementwise multiplications, additions and other operations;
@@ -43,6 +44,7 @@ __all__ = [
     "eq15_weights",
     "format_bits",
     "phase_ops",
+    "pulse_counts",
 ]
 
 PHASES = ("forward", "channel", "update")
@@ -101,6 +103,27 @@ def channel_closed_form(channel, sizes) -> tuple[int | None, str]:
     return rule.closed_form(list(sizes), channel), rule.formula
 
 
+def pulse_counts(trace: StepTrace) -> dict[str, float]:
+    """Update pulses sent to each physical array in the traced step (``model.device`` /
+    ``channel.device`` with pulsed update; see :mod:`lpfa.devices`), by array name (``W1``,
+    ``C2→1``, ``Ctop``); arrays without pulsed devices are left out. The count comes from the
+    devices' own tally of the step that ran (Σ over synapses of the pulses each received)."""
+    from hwmodels.trace import raw
+    from lpfa.backend import to_numpy
+
+    net = trace.net
+    named = [(f"W{h}", layer) for h, layer in enumerate(net.layers, 1)]
+    named += [(f"C{k}→{h}", fb) for (k, h), fb in sorted(net.channel.feedback.items())]
+    if net.channel.top is not None:
+        named.append(("Ctop", net.channel.top))
+    out: dict[str, float] = {}
+    for name, array in named:
+        dev = getattr(array, "device", None)
+        if dev is not None and dev.pulsed:
+            out[name] = 0.0 if dev.pulses is None else float(to_numpy(raw(dev.pulses)))
+    return out
+
+
 def phase_ops(trace: StepTrace) -> dict[str, dict[str, int]]:
     """Counted operations of the step per phase (one network, whole minibatch)."""
     out: dict[str, dict[str, int]] = {p: {} for p in PHASES}
@@ -139,6 +162,7 @@ def _edge_name(edge: tuple[str, int, int]) -> str:
         "P": f"C{k}→W{h} (per synapse)",
         "B": f"broadcast {k}→{h}",
         "A": f"O{k}→C-array at {h}",
+        "Q": f"C{k}→{h} to its relays",
     }[kind]
 
 
@@ -181,6 +205,19 @@ def channel_cost(trace: StepTrace, floorplan: Floorplan | None = None) -> Channe
     bit_mm = 0.0
     read_bits = 0.0
     macs = 0
+    # low-rank feedback C = QP: Q sits with the sender, its r relay units with the receiving
+    # layer, so r wires span the layers and P reaches the units locally
+    factored = {(k, h) for (kind, k, h), _shape in groups if kind == "Q"}
+    for k, h in sorted(factored):
+        notes.append(
+            f"C{k}→{h} is low-rank: r relay units at layer {h}; the relay wires carry the "
+            "dtype's width (the error format applies to what the units receive)"
+        )
+    if str(getattr(getattr(cfg.channel, "error_signal", None), "value", "full")) == "sign":
+        notes.append(
+            f"error_signal=sign: the output sends 1 bit per unit and example ({sizes[-1]} per "
+            "example); what each hidden unit receives, C·sign(e), is counted at its own width"
+        )
     for (edge, _shape), reads in groups.items():
         kind, k, h = edge
         name = _edge_name(edge)
@@ -192,9 +229,18 @@ def channel_cost(trace: StepTrace, floorplan: Floorplan | None = None) -> Channe
             wire_len = np.repeat(base, cols.size // sizes[h])
             per_wire = np.full(cols.size, B)  # each synapse receives one value per example
             bits_here = width
+        elif kind == "Q":
+            nz = max(r.synapses for r in reads)
+            gap = float(np.abs(fp.centroid(h, sizes[h]) - fp.centroid(k, sizes[k])).sum())
+            wire_len = np.full(cols.size, gap)
+            per_wire = np.full(cols.size, B)  # every relay sends one value per example
+            bits_here = width
         else:
             nz = max(r.synapses for r in reads)
-            wire_len = fp.wires(k, sizes[k], h, sizes[h])
+            if (k, h) in factored:  # from the relays, at layer h, to its units
+                wire_len = np.abs(fp.place(h, sizes[h]) - fp.centroid(h, sizes[h])).sum(axis=1)
+            else:
+                wire_len = fp.wires(k, sizes[k], h, sizes[h])
             post = rec.posts.get(h)
             per_wire = post[0].sum(axis=0) if post is not None else np.full(cols.size, B)
             bits_here = mbits

@@ -26,7 +26,8 @@ class TechTable:
     """Flat entries ``"ops.float32.mult"`` → pJ, each with the source it came from.
 
     Keys: ``ops.<fmt>.add|mult|other`` (per operation, fmt in float32, float16, float64, int32,
-    int8, ...), ``array.read_pj_per_bit``, ``array.write_pj_per_bit``, ``wire.pj_per_bit_mm``.
+    int8, ...), ``array.read_pj_per_bit``, ``array.write_pj_per_bit``, ``wire.pj_per_bit_mm``,
+    and optionally ``device.pj_per_pulse`` (one update pulse of a physical device).
     """
 
     name: str
@@ -99,7 +100,7 @@ def energy_terms(activity: dict[str, dict[str, float]], fmt: str, table: TechTab
     Parameters
     ----------
     activity : {phase: {"macs", "mults", "adds", "other", "read_bits", "write_bits",
-        "bit_mm"}}
+        "bit_mm", "pulses"}}
         Counted activity of one training step (see :mod:`hwmodels.cost`); ``macs`` is the
         number priced (as executed, synapses present, or both factors non-zero).
     fmt : str
@@ -115,6 +116,10 @@ def energy_terms(activity: dict[str, dict[str, float]], fmt: str, table: TechTab
             "array.write_pj_per_bit": a.get("write_bits", 0),
             "wire.pj_per_bit_mm": a.get("bit_mm", 0.0),
         }
+        if a.get("pulses"):  # device update pulses (lpfa.devices): priced only when sent
+            if "device.pj_per_pulse" not in table.entries:
+                raise KeyError(f"device.pj_per_pulse: the table {table.name} prices no pulses")
+            terms["device.pj_per_pulse"] = a["pulses"]
         out[phase] = {k: float(v) for k, v in terms.items()}
     return out
 

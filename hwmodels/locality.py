@@ -145,7 +145,12 @@ def instrument(net, rec: Recorder) -> None:
         layer.apply = _in_phase(apply, rec, "update")
     ch = net.channel
     for (k, h), fb in ch.feedback.items():
-        fb.C = _feedback(fb.C, k, h)
+        if hasattr(fb, "Q"):  # low-rank feedback: its two factors are the arrays
+            src, rel, dst = f"src:C{k}→{h}", f"rel:C{k}→{h}", f"dst:C{k}→{h}"
+            fb.Q = _param(fb.Q, Source("feedback", h, k, part="Q"), (src, rel))
+            fb.P = _param(fb.P, Source("feedback", h, k, part="P"), (src, dst))
+        else:
+            fb.C = _feedback(fb.C, k, h)
     if ch.per_weight is not None:
         ch.per_weight = [
             _param(
@@ -158,7 +163,9 @@ def instrument(net, rec: Recorder) -> None:
     _wrap_value_maps(ch, rec)
     ch.on_feedback = _feedback  # arrays drawn during the step (resample) are parameters too
     ch.deliver = _in_phase(ch.deliver, rec, "channel")
-    ch.adapt = _in_phase(ch.adapt, rec, "update")
+    ch.adapt = _in_phase(ch.adapt, rec, "channel")  # learning feedback is the channel's work
+    if hasattr(ch, "mirror"):  # the weight mirror's phase is the channel's own work
+        ch.mirror = _in_phase(ch.mirror, rec, "channel")
     net.forward = _in_phase(net.forward, rec, "forward")
     fprime = net.fprime
 
@@ -360,8 +367,18 @@ def information(sinks: dict, L: int) -> tuple[list[LayerInfo], str, bool]:
     if not infos:
         return infos, "— (hidden layers do not learn)", False
     parts = []
+    # the output O^L reached every hidden update with the target: an error; without it, the
+    # target alone (DRTP)
+    output = all(
+        any(
+            t.source.kind == "activity" and t.source.layer == L
+            for t in sinks[Source("weight", i.layer)]
+        )
+        for i in infos
+    )
     if all(i.error for i in infos):
-        parts.append("T−O (per-example scalar)" if all(i.broadcast for i in infos) else "T−O")
+        error = "T−O" if output else "T"
+        parts.append(f"{error} (per-example scalar)" if all(i.broadcast for i in infos) else error)
     if any(i.weights for i in infos):
         if all(i.weights == list(range(i.layer + 1, L + 1)) for i in infos):
             parts.append("w(l>h)")

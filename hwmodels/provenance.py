@@ -54,6 +54,10 @@ class Source:
 
     def _names(self) -> tuple[str, str]:
         """(symbol, words) of this source: ('W2', 'forward weights of layer 2'), ..."""
+        if self.part in ("Q", "P"):  # a factor of low-rank feedback C = QP
+            c = f"C{self.sender}→{self.layer}.{self.part}"
+            which = "to the relays" if self.part == "Q" else "from the relays"
+            return c, f"low-rank feedback factor {c} ({which})"
         if self.part:
             c = f"C{self.sender}→W{self.layer}"
             return c, f"per-synapse feedback {c}"

@@ -436,9 +436,20 @@ def _matmul(a, b, A: np.ndarray, B: np.ndarray, result: np.ndarray):
     read_params: set[Tag] = set()
     unread_params = False
     for idx, (tags, K) in enumerate(((ta, ka), (tb, kb))):
+        # a feedback array whose values were made from W (sign symmetry redrawn with W's signs)
+        # is one array read: the channel's; W's tag stays direct, so the update that uses it
+        # still reads W (non-local), but no second, transposed array is counted
+        made_from_w = any(
+            t.source.kind == "feedback"
+            and t.route == "direct"
+            and f"src:C{t.source.sender}→{t.source.layer}" in K
+            for t in tags
+        )
         for t in tags:
             s = t.source
             if not s.is_param or t.route != "direct":
+                continue
+            if s.kind == "weight" and made_from_w:
                 continue
             if s.kind == "weight" and f"in:W{s.layer}" in K:
                 forward.append((s.layer, idx))
@@ -446,7 +457,8 @@ def _matmul(a, b, A: np.ndarray, B: np.ndarray, result: np.ndarray):
                 reads.append(("W", s.layer, s.layer - 1, idx))
                 out.add(Tag(s, "transport", s.layer - 1))
             elif s.kind == "feedback" and f"src:C{s.sender}→{s.layer}" in K:
-                reads.append(("C", s.sender, s.layer, idx))
+                # "Q": the first factor of low-rank feedback, which sends to its relay units
+                reads.append(("Q" if s.part == "Q" else "C", s.sender, s.layer, idx))
                 out.add(Tag(s, "channel", s.layer))
             elif s.kind == "feedback" and f"dst:C{s.sender}→{s.layer}" in K:
                 # a feedback array read backwards is weight transport of the channel itself
@@ -504,7 +516,11 @@ def _matmul(a, b, A: np.ndarray, B: np.ndarray, result: np.ndarray):
             X = A if idx == 0 else B
             # the receivers are the parameter operand's axis that is not contracted
             cols = (X != 0).any(axis=-2) if idx == 1 else (X != 0).any(axis=-1)
-            src = Source("weight", sender) if kind_r == "W" else Source("feedback", dest, sender)
+            src = (
+                Source("weight", sender)
+                if kind_r == "W"
+                else Source("feedback", dest, sender, part=_factor(idx, ta, tb, sender, dest))
+            )
             counts = {"macs": macs, "macs_syn": macs_syn, "macs_nz": macs_nz}
             rec.reads.append(
                 ChannelRead(
@@ -528,6 +544,16 @@ def _matmul(a, b, A: np.ndarray, B: np.ndarray, result: np.ndarray):
     cols_ax = (xb[-1],) if B.ndim >= 2 else ()
     axes = (*lead, *rows, *cols_ax)
     return frozenset(out), axes if len(axes) == np.ndim(result) else None
+
+
+def _factor(idx: int, ta, tb, sender: int, dest: int) -> str:
+    """The ``part`` of the feedback array C^{sender→dest} read as operand ``idx`` ("" when dense,
+    "Q" or "P" for the factors of low-rank feedback)."""
+    for t in ta if idx == 0 else tb:
+        s = t.source
+        if s.kind == "feedback" and (s.sender, s.layer) == (sender, dest) and t.route == "direct":
+            return s.part
+    return ""
 
 
 def _absorbed_by_read(t: Tag, h: int) -> bool:
@@ -554,7 +580,9 @@ def _deliver_products(inputs) -> frozenset[Tag]:
     if (rec := _active()) is not None:
         for x in inputs:
             fb = [t.source for t in getattr(x, "tags", ()) if t.source.kind == "feedback"]
-            if isinstance(x, Traced) and fb and all(t.route == "direct" for t in x.tags):
+            # a dense array scaled or re-signed (decay, sign tracking) is no per-synapse read
+            per_synapse = fb and fb[0].part == "per-synapse"
+            if isinstance(x, Traced) and per_synapse and all(t.route == "direct" for t in x.tags):
                 s = fb[0]
                 cols = (x.a != 0).reshape(x.shape[0] if x.ndim >= 2 else 1, -1)
                 rec.reads.append(

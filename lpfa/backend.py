@@ -20,6 +20,7 @@ __all__ = [
     "RuntimeRandom",
     "cupy_available",
     "device_module",
+    "device_rng",
     "device_versions",
     "get_xp",
     "is_host",
@@ -36,6 +37,7 @@ STREAM_INIT = 0
 STREAM_FEEDBACK = 1
 STREAM_RUNTIME = 2
 STREAM_DIAGNOSTIC = 3
+STREAM_DEVICE = 4  # device-to-device draws: spawned further per array and per effect
 
 
 # A module installed by device_module() to be used wherever CuPy would be (None: CuPy itself).
@@ -170,6 +172,19 @@ def member_rng(seed: int, stream: int) -> np.random.Generator:
     which other members share its ensemble.
     """
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stream,)))
+
+
+def device_rng(seed: int, array: tuple[int, ...], effect: int) -> np.random.Generator:
+    """A host generator for one device effect of one array of one ensemble member.
+
+    Device-to-device draws (each synapse's step size, bounds, drift exponent, stuck state,
+    programming error) come from ``SeedSequence(seed, spawn_key=(STREAM_DEVICE, *array,
+    effect))``: one stream per member, per array (``array`` names it, e.g. ``(0, h)`` for the
+    forward array of layer h) and per effect, so switching one effect on leaves the others' draws
+    as they were, and a member's devices do not depend on which members share its ensemble.
+    """
+    key = (STREAM_DEVICE, *(int(a) for a in array), int(effect))
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=key))
 
 
 def runtime_rng(seed: int | list[int], xp: ModuleType, stream: int = STREAM_RUNTIME) -> Any:

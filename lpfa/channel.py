@@ -27,11 +27,21 @@ import numpy as np
 
 from lpfa.backend import STREAM_FEEDBACK, RuntimeRandom, get_xp, member_rng
 from lpfa.config import Backward, ChannelConfig, Rule, Signal
+from lpfa.crossbar import FeedbackArray  # re-exported: the channel's arrays
 from lpfa.quant import DynamicScale, quantizer
-from lpfa.rules import Delivery, sources, spec
-from lpfa.wiring import draw, draw_feedback
+from lpfa.rules import Carries, Delivery, sources, spec
+from lpfa.wiring import draw, draw_feedback, draw_feedback_factors, with_signs
 
-__all__ = ["Channel", "FeedbackArray", "Update", "sources"]
+__all__ = ["Channel", "FactoredFeedback", "FeedbackArray", "Update", "sources"]
+
+
+def _stacked(per_member: list, xp):
+    """One feedback array of the ensemble from each member's host draw: a dense matrix, or the
+    factors (Q, P) of low-rank feedback."""
+    if isinstance(per_member[0], tuple):
+        q, p = zip(*per_member, strict=True)
+        return FactoredFeedback(xp.asarray(np.stack(q)), xp.asarray(np.stack(p)))
+    return FeedbackArray(xp.asarray(np.stack(per_member)))
 
 
 def _skip(k: int, h: int, L: int) -> bool:
@@ -74,24 +84,36 @@ _BACKWARD: dict[Backward, Callable | None] = {
 }
 
 
-class FeedbackArray:
-    """Feedback synapses from ``n_src`` sending units to ``n_dst`` receiving units, per member.
+class FactoredFeedback:
+    """Low-rank feedback C = Q P stored as its two factors: a channel through r relay units.
 
-    ``C`` has shape (E, n_src, n_dst): Bᵀ in Lillicrap et al.'s notation, the orientation of the
-    forward array it stands in for, so that ``read`` is the same operation as backprop's
-    ``Crossbar.transport`` — with C = W the two give the same bits.
+    ``Q`` (E, n_src, r) takes the sender's signal to the r relays, ``P`` (E, r, n_dst) the relays
+    to the receiving units; a read is the two products, (signal Q) P, so the channel has
+    r·(n_src + n_dst) synapses instead of n_src·n_dst. ``C`` is the product, for diagnostics
+    (angles, alignment); the factors are what the channel reads and the audit sees.
     """
 
-    def __init__(self, C):
-        self.C = C
+    def __init__(self, Q, P):
+        if Q.shape[:-2] != P.shape[:-2] or Q.shape[-1] != P.shape[-2]:
+            raise ValueError(f"Q.shape={Q.shape}, P.shape={P.shape}: need (E, n, r), (E, r, m)")
+        self.Q, self.P = Q, P
+
+    @property
+    def C(self):
+        """The dense product Q P (E, n_src, n_dst), computed on demand (not stored)."""
+        return self.Q @ self.P
+
+    @property
+    def rank(self) -> int:
+        """The number r of relay units."""
+        return self.Q.shape[-1]
 
     def read(self, signal):
-        """Deliver ``signal`` (E, B, n_src) to the receiving units: (E, B, n_dst)."""
-        return signal @ self.C
+        """Deliver ``signal`` (E, B, n_src) through the relays: (signal Q) P, (E, B, n_dst)."""
+        return (signal @ self.Q) @ self.P
 
-    def update(self, signal, activity, scale: float) -> None:
-        """Adaptive feedback, local to each feedback synapse: C += scale · signalᵀ activity."""
-        self.C += (signal * scale).transpose(0, 2, 1) @ activity
+    def tick(self) -> None:
+        """One training step has passed (fixed factors: nothing changes)."""
 
 
 class Channel:
@@ -147,6 +169,7 @@ class Channel:
         self.top = top
         self.adapting = True
         self._pending = None  # this step's signals, kept for adaptive feedback
+        self._steps = 0  # training steps so far (the mirror phase's schedule)
         self.on_feedback: Callable | None = None
         wanted = {(k, h) for h, ks in enumerate(self.sources, 1) for k in ks}
         drawn_per_step = cfg.resample or cfg.per_weight
@@ -199,8 +222,13 @@ class Channel:
             for m, seed in enumerate(seeds):
                 host = member_rng(seed, STREAM_FEEDBACK)  # this member's feedback, on the host
                 for k, h in stacks:
-                    fw = forward[k - 1][m] if cfg.congruent or cfg.feedback_from_init else None
-                    stacks[(k, h)].append(draw_feedback(cfg, (sizes[k], sizes[h]), host, dtype, fw))
+                    paired = cfg.congruent or cfg.feedback_from_init or cfg.track_signs
+                    fw = forward[k - 1][m] if paired else None
+                    shape = (sizes[k], sizes[h])
+                    factors = draw_feedback_factors(cfg, shape, host, dtype)
+                    stacks[(k, h)].append(
+                        draw_feedback(cfg, shape, host, dtype, fw) if factors is None else factors
+                    )
                 if cfg.per_weight:
                     for h in range(1, L):
                         shape = (sizes[L], sizes[h], sizes[h - 1] + 1)
@@ -210,7 +238,7 @@ class Channel:
                     tops.append(draw(cfg.feedback, shape, cfg.feedback_scale, host, dtype,
                                      nonzeros=cfg.feedback_nonzeros))  # fmt: skip
             if not cfg.resample and stacks:
-                feedback = {e: FeedbackArray(xp.asarray(np.stack(v))) for e, v in stacks.items()}
+                feedback = {e: _stacked(v, xp) for e, v in stacks.items()}
             if cfg.per_weight:
                 per_weight = [xp.asarray(np.stack(v)) for v in pw]
             if cfg.top_feedback:
@@ -271,8 +299,15 @@ class Channel:
             return deltas
         if self.spec.delivery is Delivery.PERTURBATION:
             return self._perturb(net, outs, t)
+        if cfg.error_signal is Signal.SIGN:  # sign-DFA: one bit per output unit leaves the output
+            xp = get_xp(e)
+            e, r_top = xp.sign(e), xp.sign(r_top)
+        if self.spec.carries is Carries.TARGET:  # DRTP: the target, whatever the output did
+            e = r_top = get_xp(e).broadcast_to(t, e.shape)
         if self.per_weight is not None:
             return [self._per_weight_update(h, outs, e, net) for h in range(1, L)]
+        if cfg.track_signs:
+            self._track_signs(layers)
         if cfg.resample:
             self._redraw(layers, net.model.sizes, net.n_members, outs[-1].dtype)
         read = self._reads[self.spec.delivery]
@@ -294,13 +329,20 @@ class Channel:
             r = j if d is None else j * d
             passed[h] = r if self.spec.relays_derivative else j
             deltas[h - 1] = r
-        if cfg.adapt_lr is not None and self.adapting:
+        if cfg.adapt_lr is not None and cfg.mirror_ratio is None and self.adapting:
             self._pending = (outs, e, passed)
         if cfg.signal is not Signal.FULL:
             xp = get_xp(r_top)
             f = xp.sign if cfg.signal is Signal.SIGN else xp.abs
             deltas = [f(r) for r in deltas]
         return deltas
+
+    def _track_signs(self, layers) -> None:
+        """Sign symmetry: every C^{k→h} takes the current signs of W^k, C ← |C| ∘ sign(W^k).
+
+        A write into the feedback array (so an audit sees what it read: W's signs)."""
+        for (k, _h), fb in self.feedback.items():
+            fb.C[...] = with_signs(fb.C, layers[k - 1].W)
 
     # --- the deliveries of lpfa.rules.Delivery: what sender k's signal becomes at layer h -------
 
@@ -354,13 +396,58 @@ class Channel:
         return r_top if self.top is None else self.top.read(r_top)
 
     def adapt(self, lr_scale: float) -> None:
-        """ARBP / ASRBP: C_{k→h} += adapt_lr · η/B · signal_kᵀ O^h, with this step's signals
-        (nothing while :attr:`adapting` is False)."""
-        if self.cfg.adapt_lr is None or not self.adapting:
+        """ARBP / ASRBP: C_{k→h} += adapt_lr · η/B · signal_kᵀ O^h − η λ_C C, with this step's
+        signals (nothing while :attr:`adapting` is False, nor with a mirror phase). With
+        ``adapt_lr = 1`` and ``feedback_decay`` = the forward decay this is Kolen-Pollack: C gets
+        the update and decay of the forward array it stands in for."""
+        if self.cfg.adapt_lr is None or not self.adapting or self._pending is None:
             return
         outs, e, passed = self._pending
         L = self.n_layers
         for (k, h), fb in self.feedback.items():
             signal = e if _skip(k, h, L) else passed[k]
-            fb.update(signal, outs[h], self.cfg.adapt_lr * lr_scale)
+            fb.update(signal, outs[h], self.cfg.adapt_lr * lr_scale, self._decay(lr_scale, signal))
         self._pending = None
+
+    def _decay(self, lr_scale: float, signal) -> float:
+        """η_t · λ_C, computed as :meth:`lpfa.crossbar.Crossbar.update` computes η_t · λ."""
+        lr = lr_scale * signal.shape[1]
+        return lr * self.cfg.feedback_decay if self.cfg.feedback_decay else 0.0
+
+    def mirror(self, net, lr_scale: float, n: int) -> int:
+        """The weight mirror's phases due after this training step (``mirror_ratio``).
+
+        In each phase, for every chained pair, n examples of noise ξ ~ N(0, σ²) (E, n, N_h) drive
+        layer h, the forward array W^{h+1} reads them (its ordinary forward read, bias included,
+        no transfer function), and C^{h+1→h} learns the outer products of what each of its
+        synapses sees at its two ends: ΔC = adapt_lr · lr_scale · Σ_b y_b ⊗ ξ_b − η λ_C C, with
+        E[ΔC] = adapt_lr · η · W^{h+1} σ² (Akrout et al. 2019, §3: "weight mirrors").
+
+        Parameters
+        ----------
+        net : Network
+        lr_scale : float
+            η_t / B of the training step.
+        n : int
+            Noise examples per phase (the training minibatch size).
+
+        Returns
+        -------
+        int
+            The number of phases run (0 without ``mirror_ratio`` or while not adapting).
+        """
+        ratio = self.cfg.mirror_ratio
+        t, self._steps = self._steps, self._steps + 1
+        if ratio is None or not self.adapting:
+            return 0
+        # phases due by the end of step t: floor((t + 1)·ratio), exact for ratios like 1/4
+        due = int((t + 1) * ratio + 1e-9) - int(t * ratio + 1e-9)
+        sigma, rate = self.cfg.mirror_noise, self.cfg.adapt_lr * lr_scale
+        for _ in range(due):
+            for (k, _h), fb in self.feedback.items():
+                layer = net.layers[k - 1]
+                xi = self.rng.standard_normal((net.n_members, n, layer.shape[2]))
+                xi = (sigma * xi).astype(layer.W.dtype)
+                y = layer.read(xi)
+                fb.update(y, xi, rate, self._decay(lr_scale, y))
+        return due

@@ -251,7 +251,7 @@ def _plugins() -> list:
 
 
 # modules of lpfa that add their own subcommands
-BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep.cli",)
+BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep.cli", "lpfa.devices")
 
 
 def main(argv: list[str] | None = None) -> int:

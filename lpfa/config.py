@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpfa.devices import PRESETS, StuckAt
 from lpfa.names import (
     Activation,
     Backend,
@@ -32,7 +33,13 @@ from lpfa.names import (
     _set_enum,
 )
 from lpfa.quant import Rounding, parse_format
-from lpfa.rules import Rule
+from lpfa.rules import Carries, Rule, spec
+
+
+def _carries_target(rule: Rule) -> bool:
+    """True for the rules whose channel sends the target rather than the error (DRTP)."""
+    return spec(rule).carries is Carries.TARGET
+
 
 __all__ = [
     "Activation",
@@ -43,6 +50,7 @@ __all__ = [
     "DType",
     "DataConfig",
     "DataName",
+    "DeviceConfig",
     "Dist",
     "Loss",
     "ModelConfig",
@@ -135,6 +143,155 @@ class DataConfig:
         )
 
 
+_DEVICE_NEEDS_PULSES = ("dw_min_dtod", "dw_min_std", "up_down", "up_down_dtod", "max_pulses",
+                        "gamma_up", "gamma_down", "gamma_up_dtod", "gamma_down_dtod")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceConfig:
+    """Device physics of the arrays of one role (forward arrays: ``model.device``; feedback
+    arrays: ``channel.device``).
+
+    Every effect is None (ideal) unless set, so any one can be switched on alone; the equations
+    are aihwkit's pulsed-device equations (see :mod:`lpfa.devices`). *Absolute* quantities are in
+    device units, which ``scale`` turns into weight units; *relative* ones are fractions of the
+    quantity they spread. *d2d* (device to device) draws are made once per synapse, from the
+    member seed; *c2c* (cycle to cycle) draws are fresh at every pulse or read. Biases are
+    digital and ideal.
+    """
+
+    preset: str | None = None
+    """A named device of :data:`lpfa.devices.PRESETS` (``idealized``, ``gokmen2016_rpu``,
+    ``reram_gong2018``, ``ecram_tang2018``): it fills every field left None here; the fields set
+    here win."""
+    scale: float = 1.0
+    """Weight value of one device unit (absolute, > 0): every absolute device quantity below is
+    multiplied by it (aihwkit's presets live on w ∈ about −1 … 1; scale = 0.1 maps that onto
+    weights of ±0.1)."""
+    dw_min: float | None = None
+    """Pulsed update: mean step Δw_min of one pulse (absolute, device units). A requested change
+    ΔW is sent as ⌊|ΔW|/Δw_min + u⌋ pulses (stochastic rounding, u ~ U[0, 1) c2c). None = updates
+    are exact."""
+    dw_min_dtod: float | None = None
+    """d2d spread of the step, relative to dw_min (Gaussian, σ_d2d):
+    Δw_ij = Δw_min(1 + σ_d2d ξ_ij)."""
+    dw_min_std: float | None = None
+    """c2c noise of each pulse, relative to the device's step (Gaussian, σ_c2c, additive):
+    a pulse moves by Δw_ij^d(... + σ_c2c ξ)."""
+    up_down: float | None = None
+    """Up/down asymmetry β (relative to dw_min): Δw^± = Δw_min(1 ± β) (same for every device)."""
+    up_down_dtod: float | None = None
+    """d2d spread of β (absolute, in units of dw_min, Gaussian):
+    β_ij = up_down + up_down_dtod ξ_ij."""
+    max_pulses: int | None = None
+    """Pulse-train limit: at most this many pulses per synapse per update (aihwkit's desired
+    pulse-train length); None = unlimited."""
+    w_min: float | None = None
+    """Lower bound b^− of every device (absolute, device units, < 0 < w_max); w is clipped to
+    [b^−, b^+] after every write. None (with w_max) = unbounded."""
+    w_max: float | None = None
+    """Upper bound b^+ (absolute, device units, > 0)."""
+    w_min_dtod: float | None = None
+    """d2d spread of b^−, relative to w_min (Gaussian): b^−_ij = w_min(1 + w_min_dtod ξ_ij)."""
+    w_max_dtod: float | None = None
+    """d2d spread of b^+, relative to w_max (Gaussian)."""
+    gamma_up: float | None = None
+    """Slope γ^+ of the step's dependence on w (needs dw_min and bounds): a pulse up moves by
+    Δw^+(1 − γ^+ w / b^+) (aihwkit LinearStep); γ = 1 is soft bounds (SoftBounds), None =
+    constant step (ConstantStep)."""
+    gamma_down: float | None = None
+    """Slope γ^− of the down step, Δw^−(1 − γ^− w / b^−); set together with gamma_up."""
+    gamma_up_dtod: float | None = None
+    """d2d spread of γ^+ (absolute, Gaussian): γ_ij = |γ^+ + gamma_up_dtod ξ_ij|."""
+    gamma_down_dtod: float | None = None
+    """d2d spread of γ^− (absolute, Gaussian)."""
+    program_noise: float | None = None
+    """Programming error when the initial weights are written (absolute std, device units,
+    Gaussian, drawn once per device)."""
+    read_noise: float | None = None
+    """Read noise: every read sees W + σ_read ξ with ξ fresh for every synapse, read and example
+    (absolute std, device units, c2c); forward reads, weight transport's transposed read and
+    feedback reads all see it."""
+    drift_nu: float | None = None
+    """Drift exponent ν: g(t) = g(t_0)(t/t_0)^(−ν), t in training steps since initialisation
+    (mean of ν across devices, absolute)."""
+    drift_nu_dtod: float | None = None
+    """d2d spread of ν (absolute std, Gaussian): ν_ij = drift_nu + drift_nu_dtod ξ_ij."""
+    drift_t0: float = 1.0
+    """Reference time t_0 of drift, in training steps (> 0)."""
+    stuck_prob: float | None = None
+    """Probability that a device is stuck (d2d, drawn once): it holds ``stuck_at`` and never
+    moves."""
+    stuck_at: StuckAt = StuckAt.ZERO
+    """Where stuck devices sit: ``zero`` or ``bound`` (b^+ or b^−, each with probability ½)."""
+
+    def __post_init__(self) -> None:
+        if self.preset is not None:
+            _require(self.preset in PRESETS, "preset", self.preset,
+                     f"must be one of {', '.join(PRESETS)}")  # fmt: skip
+            for name, value in PRESETS[self.preset]["fields"].items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
+        _set_enum(self, "stuck_at", StuckAt)
+        _finite("scale", self.scale, lo=0.0, strict=True)
+        _finite("drift_t0", self.drift_t0, lo=0.0, strict=True)
+        for name in ("dw_min", "read_noise", "program_noise"):
+            v = getattr(self, name)
+            if v is not None:
+                _finite(name, v, lo=0.0, strict=name == "dw_min")
+        for name in ("dw_min_dtod", "dw_min_std", "up_down_dtod", "w_min_dtod", "w_max_dtod",
+                     "gamma_up", "gamma_down", "gamma_up_dtod", "gamma_down_dtod",
+                     "drift_nu_dtod"):  # fmt: skip
+            v = getattr(self, name)
+            if v is not None:
+                _finite(name, v, lo=0.0)
+        if self.up_down is not None:
+            _require(math.isfinite(self.up_down) and abs(self.up_down) < 1, "up_down",
+                     self.up_down, "must be in (-1, 1)")  # fmt: skip
+        if self.drift_nu is not None:
+            _finite("drift_nu", self.drift_nu)
+        if self.max_pulses is not None:
+            _positive_int("max_pulses", self.max_pulses)
+        if self.dw_min is None:
+            for name in _DEVICE_NEEDS_PULSES:
+                _require(getattr(self, name) is None, name, getattr(self, name),
+                         "needs pulsed update (dw_min)")  # fmt: skip
+        _require((self.w_min is None) == (self.w_max is None), "w_min", self.w_min,
+                 "set w_min and w_max together")  # fmt: skip
+        if self.w_max is not None:
+            _require(math.isfinite(self.w_min) and math.isfinite(self.w_max)
+                     and self.w_min < 0 < self.w_max, "w_max", self.w_max,
+                     f"need w_min < 0 < w_max (w_min={self.w_min})")  # fmt: skip
+        else:
+            for name in ("w_min_dtod", "w_max_dtod"):
+                _require(getattr(self, name) is None, name, getattr(self, name),
+                         "needs bounds (w_min, w_max)")  # fmt: skip
+        _require((self.gamma_up is None) == (self.gamma_down is None), "gamma_up",
+                 self.gamma_up, "set gamma_up and gamma_down together")  # fmt: skip
+        if self.gamma_up is not None:
+            _require(self.w_max is not None, "gamma_up", self.gamma_up,
+                     "the step's slope is relative to the bounds: set w_min and w_max")  # fmt: skip
+        else:
+            for name in ("gamma_up_dtod", "gamma_down_dtod"):
+                _require(getattr(self, name) is None, name, getattr(self, name),
+                         "needs a linear step (gamma_up, gamma_down)")  # fmt: skip
+        if self.drift_nu is None:
+            _require(self.drift_nu_dtod is None, "drift_nu_dtod", self.drift_nu_dtod,
+                     "needs drift (drift_nu)")  # fmt: skip
+        if self.stuck_prob is not None:
+            _require(0.0 <= self.stuck_prob <= 1.0, "stuck_prob", self.stuck_prob,
+                     "must be in [0, 1]")  # fmt: skip
+            _require(self.stuck_at is StuckAt.ZERO or self.w_max is not None, "stuck_at",
+                     self.stuck_at, "stuck at a bound needs bounds (w_min, w_max)")  # fmt: skip
+
+    @property
+    def states(self) -> float | None:
+        """Number of states (w_max − w_min)/dw_min (derived; None without pulses and bounds)."""
+        if self.dw_min is None or self.w_max is None:
+            return None
+        return (self.w_max - self.w_min) / self.dw_min
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
     """The forward network: a stack of crossbar arrays with their transfer functions."""
@@ -173,6 +330,10 @@ class ModelConfig:
     """Rounding of the forward-path formats: nearest, stochastic or toward_zero."""
     dtype: DType = DType.FLOAT32
     """Floating-point type of weights and signals: float32 or float64."""
+    device: DeviceConfig | None = None
+    """Device physics of the forward arrays W (pulsed update, bounds, read, programming and
+    drift noise, stuck devices; :class:`DeviceConfig`); the transposed read of weight transport
+    reads these devices too. None = ideal arrays."""
 
     def __post_init__(self) -> None:
         _require(
@@ -312,8 +473,46 @@ class ChannelConfig:
     """Number format of each example's weight update η_t · R_b ⊗ O_b, applied before the
     minibatch mean, to every layer (Baldi et al. §5: ``log:bits=3,alpha=0.015625``, α reduced
     "since weight updates need to be small"); None = the dtype."""
+    update_top: bool = True
+    """With ``update_format``: the top layer's per-example updates are quantized too (false: the
+    top layer takes its exact gradient; §5.2 says only "the weight updates")."""
+    update_bias: bool = True
+    """With ``update_format``: each example's bias update R_b is quantized too (false: biases
+    take the exact minibatch mean)."""
+    update_sum: bool = False
+    """With ``update_format``: the step is the *sum* of the minibatch's quantized per-example
+    updates instead of their mean (§5.2: "before summing over the minibatch")."""
     rounding: Rounding = Rounding.NEAREST
     """Rounding of ``error_format`` and ``update_format``: nearest, stochastic or toward_zero."""
+    track_signs: bool = False
+    """``rbp`` only, sign symmetry (Liao, Leibo & Poggio 2016): before every step the feedback
+    takes the *current* signs of the forward weights it stands in for, C ← |C| ∘ sign(W^{h+1})
+    (magnitudes kept: uniform for ``feedback = sign``, uSF; fixed random otherwise, frSF). A write
+    into C that reads W's signs, so the audit calls it non-local. brSF is ``congruent`` with
+    ``resample`` (magnitudes and signs drawn anew every minibatch)."""
+    feedback_decay: float = 0.0
+    """Decay λ_C of learning feedback (``adapt_lr`` or ``mirror_ratio``) per update,
+    C ← C − η_t·λ_C·C, computed as ``train.weight_decay`` is for W: Kolen-Pollack (Kolen &
+    Pollack 1994; Akrout et al. 2019) is ``adapt_lr = 1`` with ``feedback_decay`` =
+    ``train.weight_decay``, so C − W shrinks by (1 − η_t λ) every step."""
+    mirror_ratio: float | None = None
+    """``rbp`` only, weight mirror (Akrout et al. 2019): mirror phases per training step (1: one
+    after every step, 0.25: one every fourth, 2: two). In a phase, noise ξ ~ N(0, σ²)
+    (``mirror_noise``), one minibatch of it, drives layer h's units; the forward array W^{h+1}
+    reads it, y = W^{h+1} ξ + b, and C^{h+1→h} learns ΔC = adapt_lr · η_t/B · Σ_b y_b ⊗ ξ_b
+    (− η_t λ_C C), so E[ΔC] ∝ W^{h+1} Σ_ξ. C learns in the mirror phase only (needs
+    ``adapt_lr``). None = no mirror phase."""
+    mirror_noise: float = 1.0
+    """Standard deviation σ of the mirror phase's noise (``mirror_ratio``)."""
+    error_signal: Signal = Signal.FULL
+    """What the channel sends from the output: ``full`` (the error) or ``sign`` (its sign only,
+    one bit per output unit and example with no quantizer: sign-DFA with ``srbp``). The top layer
+    still learns from its full error."""
+    device: DeviceConfig | None = None
+    """Device physics of the feedback arrays C (:class:`DeviceConfig`): read noise on every
+    feedback read, pulsed update of adaptive feedback, programming noise, drift, stuck devices.
+    Not applied to feedback redrawn every minibatch (``resample``) or per-weight feedback.
+    None = ideal feedback arrays."""
 
     def __post_init__(self) -> None:
         _finite("feedback_scale", self.feedback_scale, lo=0.0, strict=True)
@@ -321,6 +520,17 @@ class ChannelConfig:
         _finite("perturbation", self.perturbation, lo=0.0, strict=True)
         _format("error_format", self.error_format)
         _format("update_format", self.update_format)
+        for name in ("update_top", "update_bias", "update_sum"):
+            default = ChannelConfig.__dataclass_fields__[name].default
+            _require(
+                self.update_format is not None or getattr(self, name) == default,
+                name,
+                getattr(self, name),
+                "only applies with channel.update_format (per-example quantized updates)",
+            )
+        _finite("feedback_decay", self.feedback_decay, lo=0.0)
+        _finite("mirror_noise", self.mirror_noise, lo=0.0, strict=True)
+        _set_enum(self, "error_signal", Signal)
         _set_enum(self, "rounding", Rounding)
         rule = self.rule
         _require(
@@ -364,6 +574,8 @@ class ChannelConfig:
             "adapt_lr": self.adapt_lr is not None,
             "feedback_keep": self.feedback_keep != 1.0,
             "per_weight": self.per_weight,
+            "track_signs": self.track_signs,
+            "mirror_ratio": self.mirror_ratio is not None,
         }
         for name, used in needs_random.items():
             if used and not rule.has_random_feedback:
@@ -417,8 +629,64 @@ class ChannelConfig:
                     self.feedback_from_init,
                     f"C is the initial forward weights, not a draw: {name}=true does not apply",
                 )
+        for name in ("track_signs", "mirror_ratio"):
+            _require(
+                getattr(self, name) in (False, None) or rule is Rule.RBP,
+                name,
+                getattr(self, name),
+                f"pairs C^{{h+1}} with the forward array W^{{h+1}}, which only rule=rbp has "
+                f"(rule={rule.value})",
+            )
+        if self.track_signs:
+            for name in ("resample", "feedback_from_init", "adapt_lr", "mirror_ratio"):
+                value = getattr(self, name)
+                _require(
+                    value in (False, None),
+                    "track_signs",
+                    self.track_signs,
+                    f"C's signs are copied from W every step; {name}={value} would set C too "
+                    "(congruent + resample is brSF, with signs tracked already)",
+                )
+        if self.mirror_ratio is not None:
+            _require(
+                math.isfinite(self.mirror_ratio) and self.mirror_ratio > 0,
+                "mirror_ratio",
+                self.mirror_ratio,
+                "must be a finite number > 0 (mirror phases per training step)",
+            )
+            _require(
+                self.adapt_lr is not None,
+                "mirror_ratio",
+                self.mirror_ratio,
+                "the mirror phase teaches C at rate adapt_lr: set channel.adapt_lr",
+            )
+        _require(
+            not self.feedback_decay or self.adapt_lr is not None,
+            "feedback_decay",
+            self.feedback_decay,
+            "decays feedback that learns: needs adapt_lr (or mirror_ratio with adapt_lr)",
+        )
+        _require(
+            self.error_signal is not Signal.MAGNITUDE,
+            "error_signal",
+            str(self.error_signal),
+            "must be full or sign",
+        )
+        _require(
+            not (self.error_signal is Signal.SIGN and _carries_target(rule)),
+            "error_signal",
+            str(self.error_signal),
+            f"rule={rule.value} sends the target, not the error",
+        )
         if self.adapt_lr is not None:
             _finite("adapt_lr", self.adapt_lr, lo=0.0, strict=True)
+            _require(
+                self.feedback_rank is None,
+                "adapt_lr",
+                self.adapt_lr,
+                "low-rank feedback is stored as its two factors Q and P; ΔC = η sᵀa is not a "
+                "change of either (unset feedback_rank)",
+            )
             _require(
                 not self.resample,
                 "adapt_lr",
@@ -465,6 +733,7 @@ class ChannelConfig:
                 ("fprime", True),
                 ("error_format", None),
                 ("backward", Backward.LINEAR),
+                ("error_signal", Signal.FULL),
             ):
                 value = getattr(self, name)
                 _require(
@@ -711,7 +980,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         *sections, name = key.strip().split(".")
         node = out
         for s in sections:
-            node = node.setdefault(s, {})
+            if node.get(s) is None:  # an optional table left unset (device = None)
+                node[s] = {}
+            node = node[s]
             if not isinstance(node, dict):
                 raise ConfigError(key, text, f"{s} is not a section")
         node[name] = _parse_scalar(text.strip())

@@ -10,7 +10,7 @@ from types import ModuleType
 
 from lpfa.backend import get_xp, is_host
 
-__all__ = ["Crossbar"]
+__all__ = ["Crossbar", "FeedbackArray"]
 
 
 class Crossbar:
@@ -28,6 +28,10 @@ class Crossbar:
         Quantizers of the input lines (a DAC), of the outputs S (an ADC), and of the
         conductances (applied at the start and after every update), made from the config's
         ``input_format``, ``output_format`` and ``weight_format``; None = exact in the dtype.
+    device : lpfa.devices.ArrayDevice, optional
+        Device physics of the array (``model.device``): the initial weights are programmed
+        through it, every read (forward and transposed) gets its read noise, every update its
+        pulses, bounds and stuck devices, every step its drift (:meth:`tick`). None = ideal.
 
     Notes
     -----
@@ -36,7 +40,7 @@ class Crossbar:
     update of all members are each one GEMM over a (E·n_out, n_in) view of ``W``.
     """
 
-    def __init__(self, W, b, mask=None, *, input_q=None, output_q=None, weight_q=None):
+    def __init__(self, W, b, mask=None, *, input_q=None, output_q=None, weight_q=None, device=None):
         if W.ndim != 3 or b.shape != W.shape[:2]:
             raise ValueError(
                 f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)"
@@ -47,6 +51,10 @@ class Crossbar:
         self.mask = None if mask is None else mask.astype(W.dtype)
         self.input_q, self.output_q, self.weight_q = input_q, output_q, weight_q
         W = W if mask is None else W * self.mask
+        self.device = device
+        if device is not None:  # written through the devices: programming error, bounds, stuck
+            W = device.program(W)
+            W = W if mask is None else W * self.mask
         self.W = self.xp.ascontiguousarray(W if weight_q is None else weight_q(W))
         self.b = self.xp.ascontiguousarray(b)
         self._vW = None  # momentum buffers, allocated on first use
@@ -77,6 +85,8 @@ class Crossbar:
             S = S.reshape(x.shape[0], E, n_out).transpose(1, 0, 2)
         else:
             S = self.xp.matmul(x, self.W.transpose(0, 2, 1))
+        if self.device is not None:
+            self.device.read_noise(S, x)
         S += self.b[:, None, :]
         return S if self.output_q is None else self.output_q(S)
 
@@ -89,6 +99,8 @@ class Crossbar:
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         per_example=None,
+        quantize_bias: bool = True,
+        reduce_sum: bool = False,
     ):
         """Local outer-product update: W += scale · postᵀ pre (batch sum), b += scale · Σ post.
 
@@ -108,13 +120,22 @@ class Crossbar:
             Quantizer of every example's weight update η · post_b ⊗ pre_b (η = scale · B)
             before the minibatch mean (Baldi et al. §5); the outer products are then formed
             explicitly, a chunk of examples at a time.
+        quantize_bias : bool
+            With ``per_example``: each example's bias update is quantized too (else the exact
+            mean of η · post_b).
+        reduce_sum : bool
+            With ``per_example``: the step is the sum of the quantized per-example updates, not
+            their mean.
         """
         E, n_out, n_in = self.W.shape
         batch = post.shape[1]
         lr = scale * batch
         if per_example is not None:  # each example's update η·post_b ⊗ pre_b, then the mean
             dW, db = self._quantized_sum(post * lr, pre, per_example)
-            self.apply(dW / batch, db / batch, lr, weight_decay=weight_decay, momentum=momentum)
+            if not quantize_bias:
+                db = (post * lr).sum(axis=1)
+            n = 1 if reduce_sum else batch
+            self.apply(dW / n, db / n, lr, weight_decay=weight_decay, momentum=momentum)
             return
         post = post * scale  # scale the small signal, not the large outer product
         if pre.ndim == 2:
@@ -176,7 +197,12 @@ class Crossbar:
             dW, db = self._vW, self._vb
         if self.mask is not None:  # missing synapses stay missing
             dW = dW * self.mask
-        self.W += dW
+        if self.device is not None and self.device.active:
+            self.device.write(self.W, dW)
+            if self.mask is not None:
+                self.W *= self.mask
+        else:
+            self.W += dW
         self.b += db
         if self.weight_q is not None:
             self.W[...] = self.weight_q(self.W)
@@ -199,5 +225,66 @@ class Crossbar:
         array, shape (E, B, n_in)
         """
         if pseudo_inverse:
-            return self.xp.matmul(post, self.xp.linalg.pinv(self.W).transpose(0, 2, 1))
-        return self.xp.matmul(post, self.W)
+            out = self.xp.matmul(post, self.xp.linalg.pinv(self.W).transpose(0, 2, 1))
+        else:
+            out = self.xp.matmul(post, self.W)
+        if self.device is not None:  # a transposed read of a noisy array is as noisy
+            self.device.read_noise(out, post)
+        return out
+
+    def tick(self) -> None:
+        """One training step has passed: the devices drift (nothing for an ideal array)."""
+        if self.device is not None:
+            self.device.tick(self.W)  # multiplicative: missing synapses stay 0
+
+
+class FeedbackArray:
+    """Feedback synapses from ``n_src`` sending units to ``n_dst`` receiving units, per member.
+
+    ``C`` has shape (E, n_src, n_dst): Bᵀ in Lillicrap et al.'s notation, the orientation of the
+    forward array it stands in for, so that ``read`` is the same operation as backprop's
+    ``Crossbar.transport`` — with C = W the two give the same bits.
+
+    ``device`` (an :class:`lpfa.devices.ArrayDevice`, from ``channel.device``) makes it a
+    physical array: C is programmed through it (:meth:`attach`), every read gets read noise,
+    adaptive updates are sent as pulses, and C drifts (:meth:`tick`). None = ideal.
+    """
+
+    def __init__(self, C, device=None):
+        self.C = C
+        self.device = None
+        if device is not None:
+            self.attach(device)
+
+    def attach(self, device) -> None:
+        """Make the array physical: C is written through ``device`` (programming error, bounds,
+        stuck devices) and read and updated through it from now on."""
+        self.device = device
+        self.C = device.program(self.C)
+
+    def read(self, signal):
+        """Deliver ``signal`` (E, B, n_src) to the receiving units: (E, B, n_dst)."""
+        out = signal @ self.C
+        if self.device is not None:
+            self.device.read_noise(out, signal)
+        return out
+
+    def update(self, signal, activity, scale: float, decay: float = 0.0) -> None:
+        """Adaptive feedback, local to each feedback synapse: C += scale · signalᵀ activity
+        − decay · C (the decay computed as :meth:`lpfa.crossbar.Crossbar.apply` does for W, so
+        that equal updates and decays keep C and W equal to the bit: Kolen-Pollack)."""
+        self._add((signal * scale).transpose(0, 2, 1) @ activity, decay)
+
+    def _add(self, dC, decay: float) -> None:
+        """C += dC − decay · C, as pulses where the array has device physics."""
+        if decay:
+            dC = dC - decay * self.C
+        if self.device is not None and self.device.active:
+            self.device.write(self.C, dC)
+        else:
+            self.C += dC
+
+    def tick(self) -> None:
+        """One training step has passed: the devices drift (nothing for ideal synapses)."""
+        if self.device is not None:
+            self.device.tick(self.C)

@@ -14,6 +14,7 @@ from lpfa.backend import STREAM_INIT, RuntimeRandom, get_xp, member_rng
 from lpfa.channel import Channel, Update
 from lpfa.config import Activation, Loss, ModelConfig, RunConfig
 from lpfa.crossbar import Crossbar
+from lpfa.devices import ArrayDevice
 from lpfa.quant import quantizer
 from lpfa.wiring import draw
 
@@ -130,8 +131,18 @@ class Network:
         for h in range(m.n_layers):
             mask = xp.asarray(np.stack([k[h] for k in masks])) if keep[h] < 1.0 else None
             W = xp.asarray(host[h])
-            layers.append(Crossbar(W, xp.zeros(W.shape[:2], dtype=m.dtype), mask, **path))
+            dev = None
+            if m.device is not None:  # the forward array (0, h + 1) of the device streams
+                dev = ArrayDevice(m.device, W.shape, cfg.seeds, (0, h + 1), m.dtype, xp, rng)
+            b = xp.zeros(W.shape[:2], dtype=m.dtype)
+            layers.append(Crossbar(W, b, mask, device=dev, **path))
         channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host, rng=rng)
+        if cfg.channel.device is not None:  # feedback arrays (1, k, h); C^top is (2,)
+            arrays = [((1, k, h), fb) for (k, h), fb in sorted(channel.feedback.items())]
+            arrays += [((2,), channel.top)] if channel.top is not None else []
+            for key, fb in arrays:
+                dev = ArrayDevice(cfg.channel.device, fb.C.shape, cfg.seeds, key, m.dtype, xp, rng)
+                fb.attach(dev)
         return cls(layers, channel, m, random=rng)
 
     @contextmanager
@@ -209,7 +220,7 @@ class Network:
 
         Parameters
         ----------
-        x : array, shape (B, N_0)
+        x : array, shape (B, N_0) or (E, B, N_0)
         t : array, shape (B, N_L)
             Targets (one-hot for classification).
         lr : float
@@ -225,7 +236,7 @@ class Network:
                 f"weight_decay={weight_decay!r}: need one float or {L} (one per array)"
             )
         outs = self.forward(x)
-        scale = lr / x.shape[0]
+        scale = lr / x.shape[-2]  # (B, N_0) shared by the members, or (E, B, N_0) each its own
         deltas = self.deltas(outs, t)
         for h, (layer, R, pre, wd) in enumerate(
             zip(self.layers, deltas, outs[:-1], decays, strict=True), start=1
@@ -236,6 +247,19 @@ class Network:
             if isinstance(R, Update):
                 layer.apply(R.dW * scale, R.db * scale, lr, **kw)
             elif R is not None:
-                layer.update(R, pre, scale, per_example=self.channel.update_q, **kw)
+                ch = self.channel.cfg
+                q = self.channel.update_q if h < L or ch.update_top else None
+                if q is not None:
+                    kw |= {"quantize_bias": ch.update_bias, "reduce_sum": ch.update_sum}
+                layer.update(R, pre, scale, per_example=q, **kw)
         self.channel.adapt(scale)
+        self.channel.mirror(self, scale, x.shape[-2])  # weight mirror's phases (mirror_ratio)
+        for array in self.devices():
+            array.tick()
         return outs[-1]
+
+    def devices(self) -> list:
+        """The arrays with device physics (Crossbar and FeedbackArray objects), forward first."""
+        fb = [self.channel.feedback[k] for k in sorted(self.channel.feedback)]
+        fb += [self.channel.top] if self.channel.top is not None else []
+        return [a for a in (*self.layers, *fb) if getattr(a, "device", None) is not None]

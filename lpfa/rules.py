@@ -31,7 +31,17 @@ from lpfa.names import _Named
 if TYPE_CHECKING:  # config imports this module: the channel config is only annotated here
     from lpfa.config import ChannelConfig
 
-__all__ = ["RULES", "Delivery", "Rule", "RuleSpec", "aliases", "sources", "spec"]
+__all__ = [
+    "RULES",
+    "Carries",
+    "Delivery",
+    "Rule",
+    "RuleSpec",
+    "aliases",
+    "edge_macs",
+    "sources",
+    "spec",
+]
 
 
 class Rule(_Named):
@@ -53,6 +63,16 @@ class Rule(_Named):
       scalar, the change of each example's loss, is broadcast back (the reinforcement-learning
       baseline of Lillicrap et al. Fig. 1d).
     - ``top``: only the top layer learns.
+    - ``drtp``: direct random target projection (Frenkel, Lefebvre & Bol 2021): the *target* T,
+      not the error, straight to each hidden layer h through a fixed random C^h; the hidden
+      signal does not depend on the output of the current pass.
+
+    Other rules of the literature are settings of these topologies (:attr:`RuleSpec.variants`):
+    sign symmetry (uSF, frSF, brSF: ``rbp`` with ``congruent`` and ``track_signs`` or
+    ``resample``), Kolen-Pollack (``rbp`` with ``adapt_lr = 1`` and equal ``feedback_decay`` and
+    ``train.weight_decay``), direct Kolen-Pollack (the same on ``srbp``), weight mirror (``rbp``
+    with ``mirror_ratio``), sign-DFA (``srbp`` with ``error_signal = sign``), binary DFA
+    (``srbp`` with ``feedback = sign``) and low-rank feedback (``feedback_rank``).
 
     The top layer always follows the gradient (Baldi et al. Fact 1).
     """
@@ -66,6 +86,7 @@ class Rule(_Named):
     PBP = "pbp"
     NODE_PERTURBATION = "node_perturbation"
     TOP = "top"
+    DRTP = "drtp"
 
     @classmethod
     def _aliases(cls) -> dict[str, str]:
@@ -76,6 +97,15 @@ class Rule(_Named):
         """True for the rules whose channel is made of random feedback arrays
         (:attr:`RuleSpec.random_feedback`)."""
         return spec(self).random_feedback
+
+
+class Carries(enum.StrEnum):
+    """What a long-range (skip) connection from the output carries."""
+
+    ERROR = "error"
+    """The output error e = T − O^L (and a chain from the output carries −∂E/∂S^L)."""
+    TARGET = "target"
+    """The target T itself (DRTP): every connection from the output carries T."""
 
 
 class Delivery(enum.StrEnum):
@@ -120,22 +150,35 @@ def _nobody(h: int, L: int, cfg: ChannelConfig) -> list[int]:
 # --- closed forms, written from the papers (not from the topologies above) --------------------
 
 
+def edge_macs(n_src: int, n_dst: int, cfg: ChannelConfig | None = None) -> int:
+    """Multiply-accumulates per example of one connection n_src → n_dst: n_src·n_dst for a dense
+    array, r·(n_src + n_dst) for low-rank feedback C = QP read as two products through r relay
+    units (``feedback_rank`` r < min(n_src, n_dst); a larger rank is stored dense)."""
+    r = getattr(cfg, "feedback_rank", None)
+    if r is not None and r < min(n_src, n_dst):
+        return r * (n_src + n_dst)
+    return n_src * n_dst
+
+
 def _eq14_hidden(N: Sequence[int], cfg: ChannelConfig) -> int:
-    return sum(a * b for a, b in itertools.pairwise(N[1:]))
+    return sum(edge_macs(b, a, cfg) for a, b in itertools.pairwise(N[1:]))
 
 
 def _eq15(N: Sequence[int], cfg: ChannelConfig) -> int:
-    return N[-1] * sum(N[1:-1])
+    return sum(edge_macs(N[-1], n, cfg) for n in N[1:-1])
 
 
 def _mixed_cost(N: Sequence[int], cfg: ChannelConfig) -> int:
     L = len(N) - 1
-    return sum(N[L] * N[h] if h in cfg.skip_layers else N[h + 1] * N[h] for h in range(1, L))
+    return sum(
+        edge_macs(N[L], N[h], cfg) if h in cfg.skip_layers else edge_macs(N[h + 1], N[h], cfg)
+        for h in range(1, L)
+    )
 
 
 def _cascade_cost(N: Sequence[int], cfg: ChannelConfig) -> int:
     L = len(N) - 1
-    return sum(N[h] * sum(N[h + 1 :]) for h in range(1, L))
+    return sum(edge_macs(N[k], N[h], cfg) for h in range(1, L) for k in range(h + 1, L + 1))
 
 
 def _no_reads(N: Sequence[int], cfg: ChannelConfig) -> int:
@@ -159,6 +202,8 @@ class RuleSpec:
     """The rule reads the forward weights (declared; the audit observes it independently)."""
     relays_derivative: bool = True
     """A layer passes on R^h = J^h ∘ f′ (True), or J^h without its f′ (``sbp``)."""
+    carries: Carries = Carries.ERROR
+    """What the connections from the output carry: the error, or the target (``drtp``)."""
     closed_form: Callable[[Sequence[int], ChannelConfig], int]
     """``closed_form(sizes, cfg)``: channel multiply-accumulates per example of a dense channel,
     N_0 … N_L the layer sizes (Baldi et al. 2018 §3.1) — a comparison for the counted MACs."""
@@ -177,6 +222,24 @@ class RuleSpec:
 
 
 _EQ14 = "Σ_{h=1}^{L−1} N_h N_{h+1} (eq. 14)"
+_EQ15 = "N_L Σ_{h=1}^{L−1} N_h (eq. 15)"
+_RANK = "; rank r: r(N_k + N_h) per connection"
+
+# Named settings of the rules that are configurations of a topology (see Rule's docstring);
+# the magnitudes of ±s feedback (uSF, BDFA) are s = 0.1, about the Glorot-normal standard
+# deviation of the 100-unit Baldi net's feedback they replace (sqrt(2/200) to sqrt(2/110)).
+_SIGN_SYMMETRY = {
+    "usf": ("channel.congruent=true", "channel.track_signs=true", "channel.feedback=sign",
+            "channel.feedback_scale=0.1"),
+    "frsf": ("channel.congruent=true", "channel.track_signs=true"),
+    "brsf": ("channel.congruent=true", "channel.resample=true"),
+}  # fmt: skip
+_KP_DECAY = 1e-3  # λ of Kolen-Pollack on both arrays, per update, times η_t
+_KOLEN_POLLACK = (
+    "channel.adapt_lr=1.0",
+    f"channel.feedback_decay={_KP_DECAY}",
+    f"train.weight_decay={_KP_DECAY}",
+)
 
 RULES: dict[Rule, RuleSpec] = {
     s.rule: s
@@ -198,9 +261,20 @@ RULES: dict[Rule, RuleSpec] = {
             random_feedback=True,
             weight_transport=False,
             closed_form=_eq14_hidden,
-            formula=_EQ14,
+            formula=_EQ14 + _RANK,
             aliases=("fa",),
-            variants={"rbp": (), "arbp": ("channel.adapt_lr=0.1",)},
+            variants={
+                "rbp": (),
+                "arbp": ("channel.adapt_lr=0.1",),
+                **_SIGN_SYMMETRY,
+                "kp": _KOLEN_POLLACK,
+                "wm": (
+                    "channel.mirror_ratio=1.0",
+                    "channel.adapt_lr=0.1",
+                    "channel.feedback_decay=0.1",
+                ),
+                "lowrank_rbp": ("channel.feedback_rank=2",),
+            },
         ),
         RuleSpec(
             rule=Rule.SRBP,
@@ -209,9 +283,16 @@ RULES: dict[Rule, RuleSpec] = {
             random_feedback=True,
             weight_transport=False,
             closed_form=_eq15,
-            formula="N_L Σ_{h=1}^{L−1} N_h (eq. 15)",
+            formula=_EQ15 + _RANK,
             aliases=("dfa",),
-            variants={"srbp": (), "asrbp": ("channel.adapt_lr=1.0",)},
+            variants={
+                "srbp": (),
+                "asrbp": ("channel.adapt_lr=1.0",),
+                "dkp": _KOLEN_POLLACK,
+                "sdfa": ("channel.error_signal=sign",),
+                "bdfa": ("channel.feedback=sign", "channel.feedback_scale=0.1"),
+                "lowrank_srbp": ("channel.feedback_rank=2",),
+            },
         ),
         RuleSpec(
             rule=Rule.SBP,
@@ -271,6 +352,16 @@ RULES: dict[Rule, RuleSpec] = {
             closed_form=_no_reads,
             formula="no channel reads",
             aliases=("top_layer_only",),
+        ),
+        RuleSpec(
+            rule=Rule.DRTP,
+            senders=_skip,
+            delivery=Delivery.FEEDBACK,
+            random_feedback=True,
+            weight_transport=False,
+            carries=Carries.TARGET,
+            closed_form=_eq15,
+            formula=_EQ15 + _RANK,
         ),
     )
 }

@@ -12,7 +12,15 @@ import math
 from lpfa.backend import get_xp
 from lpfa.config import ChannelConfig, Dist
 
-__all__ = ["draw", "draw_feedback", "low_rank", "orthogonal"]
+__all__ = [
+    "draw",
+    "draw_feedback",
+    "draw_feedback_factors",
+    "low_rank",
+    "low_rank_factors",
+    "orthogonal",
+    "with_signs",
+]
 
 
 def draw(dist: Dist, shape: tuple[int, ...], scale: float, rng, dtype: str, *, nonzeros=None):
@@ -78,17 +86,26 @@ def orthogonal(g):
     return q.swapaxes(-1, -2) if wide else q
 
 
+def low_rank_factors(m, rank: int):
+    """The factors (Q, P) of the best rank-``rank`` approximation QP of ``m`` (..., n, k).
+
+    Q = U_r Σ_r (..., n, r) and P = V_rᵀ (..., r, k) from the SVD of ``m`` (Eckart-Young), for
+    ``rank`` < min(n, k).
+    """
+    xp = get_xp(m)
+    u, s, vt = xp.linalg.svd(m, full_matrices=False)
+    return u[..., :rank] * s[..., None, :rank], vt[..., :rank, :]
+
+
 def low_rank(m, rank: int):
     """The best rank-``rank`` approximation of ``m`` (..., n, k) in Frobenius norm.
 
-    C = Q P with Q = U_r Σ_r (..., n, r) and P = V_rᵀ (..., r, k) from the SVD of ``m``
-    (Eckart-Young); ``m`` itself when ``rank`` ≥ min(n, k).
+    C = Q P of :func:`low_rank_factors`; ``m`` itself when ``rank`` ≥ min(n, k).
     """
-    xp = get_xp(m)
     if rank >= min(m.shape[-2:]):
         return m
-    u, s, vt = xp.linalg.svd(m, full_matrices=False)
-    return (u[..., :rank] * s[..., None, :rank]) @ vt[..., :rank, :]
+    q, p = low_rank_factors(m, rank)
+    return q @ p
 
 
 def draw_feedback(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str, forward=None):
@@ -102,6 +119,25 @@ def draw_feedback(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str, f
     """
     if cfg.feedback_from_init:
         return forward.astype(dtype, copy=True)
+    return _draw(cfg, shape, rng, forward, rank=True).astype(dtype, copy=False)
+
+
+def draw_feedback_factors(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str):
+    """Low-rank feedback as it is stored: the factors (Q, P) of :func:`draw_feedback`'s matrix.
+
+    ``shape`` is (..., n_src, n_dst); Q is (..., n_src, r), P (..., r, n_dst), r =
+    ``cfg.feedback_rank``, from the same draws as :func:`draw_feedback`. None when the channel
+    is not low-rank or r ≥ min(n_src, n_dst) (then C is full rank and stored dense).
+    """
+    r = cfg.feedback_rank
+    if r is None or r >= min(shape[-2:]):
+        return None
+    q, p = low_rank_factors(_draw(cfg, shape, rng, None, rank=False), r)
+    return q.astype(dtype, copy=False), p.astype(dtype, copy=False)
+
+
+def _draw(cfg: ChannelConfig, shape, rng, forward, *, rank: bool):
+    """:func:`draw_feedback` in float64, with or without the rank-r truncation."""
     m = draw(
         cfg.feedback, shape, cfg.feedback_scale, rng, "float64", nonzeros=cfg.feedback_nonzeros
     )
@@ -109,10 +145,16 @@ def draw_feedback(cfg: ChannelConfig, shape: tuple[int, ...], rng, dtype: str, f
         m = m / math.sqrt(cfg.feedback_nonzeros)
     if cfg.feedback_mean:
         m = m + cfg.feedback_mean
-    if cfg.feedback_rank is not None:
+    if rank and cfg.feedback_rank is not None:
         m = low_rank(m, cfg.feedback_rank)
     if cfg.feedback_keep < 1.0:
         m = m * (rng.random(shape) < cfg.feedback_keep)
-    if cfg.congruent:
-        m = abs(m) * ((forward >= 0) * 2.0 - 1.0)
-    return m.astype(dtype, copy=False)
+    if cfg.congruent or cfg.track_signs:
+        m = with_signs(m, forward)
+    return m
+
+
+def with_signs(m, forward):
+    """|m| with the signs of ``forward`` (a zero weight counts as positive, so no magnitude is
+    lost): sign congruence, and sign symmetry's tracking."""
+    return abs(m) * ((forward >= 0) * 2.0 - 1.0)

@@ -127,8 +127,13 @@ def test_load_reports_missing_and_broken_files(tmp_path):
             r"channel.feedback_nonzeros=-1.0: feedback=bernoulli needs",
         ),
         (
-            {"channel": {"feedback": "bernoulli", "feedback_nonzeros": 0,
-                         "feedback_normalize": True}},
+            {
+                "channel": {
+                    "feedback": "bernoulli",
+                    "feedback_nonzeros": 0,
+                    "feedback_normalize": True,
+                }
+            },
             r"channel.feedback_normalize=True: scales by 1/sqrt\(feedback_nonzeros\)",
         ),
         (

@@ -95,3 +95,15 @@ def test_a_list_in_toml_reaches_the_per_array_form(tmp_path):
     m = C.load(p).model
     assert (m.weight_keep, m.frozen) == ((1.0, 0.5), (1,))
     assert C.load(p, ["model.weight_keep=0.25"]).model.weight_keep == 0.25
+
+
+def test_members_with_their_own_inputs_take_the_step_of_the_batch_not_of_the_ensemble():
+    # x (E, B, N_0): each member its own copy of the batch; the step is η / B, as for shared x
+    sizes = (6, 5, 3)
+    cfg = dataclasses.replace(small_config(sizes, "rbp"), seeds=(0, 1, 2))
+    shared, own = Network.build(cfg), Network.build(cfg)
+    x, t = batch(np, sizes)
+    shared.step(x, t, 0.3)
+    own.step(np.broadcast_to(x, (3, *x.shape)).copy(), t, 0.3)
+    for a, b in zip(shared.layers, own.layers, strict=True):
+        np.testing.assert_allclose(a.W, b.W, rtol=1e-6, atol=1e-7)
