@@ -1,17 +1,23 @@
-"""Data: MNIST and Fashion-MNIST from the original IDX files, Lillicrap et al.'s teacher tasks and
-Garg & Vempala's low-rank task.
+"""Data: MNIST and Fashion-MNIST from the original IDX files, CIFAR-10 from its official archives,
+Lillicrap et al.'s teacher tasks and Garg & Vempala's low-rank task.
 
 IDX files are looked for in the data home (``$LPFA_DATA``, default ``~/.cache/lpfa``), under
 ``mnist/`` or ``fashion-mnist/``, whole (``NAME.gz``) or split in byte-parts (``NAME.gz.part00``,
 ``…part01``, …). MNIST also ships with lpfa, so a fresh install needs no download. Every file is
 checked against the SHA-256 of the original distribution before use; files reassembled from
-parts are cached whole in the data home.
+parts are cached whole in the data home. CIFAR-10 cannot ship with lpfa: its official archive
+(``cifar-10-python.tar.gz`` or ``cifar-10-binary.tar.gz``) is looked for, whole or in parts, under
+``cifar10/`` in the data home, and checked the same way.
 """
 
 import functools
 import gzip
 import hashlib
+import importlib
+import io
 import os
+import pickle
+import tarfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +32,7 @@ __all__ = [
     "data_home",
     "load",
     "load_cached",
+    "load_cifar10",
     "load_idx",
     "lowrank_target",
     "split_sizes",
@@ -94,6 +101,32 @@ def _missing_message(name: str, fname: str, home: Path) -> str:
     )
 
 
+def _checked(
+    name: str, folder: Path, fname: str, expected: str, home: Path, *, always_cache: bool = False
+) -> bytes | None:
+    """The bytes of ``folder/fname`` (whole or in parts) if present, checked against the SHA-256
+    ``expected``; reassembled parts (or, with ``always_cache``, any file) are cached in ``home``.
+
+    Raises
+    ------
+    DataError
+        The file is there but its hash is not ``expected``.
+    """
+    data, from_parts = _read_whole_or_parts(folder, fname)
+    if data is None:
+        return None
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected:
+        raise DataError(
+            f"{name}: {folder / fname} (whole or parts) has SHA-256 {got}, expected {expected}. "
+            f"The file is corrupt or not the original distribution: delete it and put the "
+            f"original in {home}."
+        )
+    if from_parts or always_cache:
+        _cache(home / fname, data)
+    return data
+
+
 def _verified_bytes(name: str, fname: str) -> bytes:
     home = data_home()
     expected = IDX_FILES[name][fname]
@@ -102,20 +135,9 @@ def _verified_bytes(name: str, fname: str) -> bytes:
     if bundled is not None:
         candidates.append((bundled, False))
     for folder, is_cache in candidates:
-        data, from_parts = _read_whole_or_parts(folder, fname)
-        if data is None:
-            continue
-        got = hashlib.sha256(data).hexdigest()
-        if got != expected:
-            raise DataError(
-                f"{name}: {folder / fname} (whole or parts) has SHA-256 {got}, "
-                f"expected {expected}. "
-                f"The file is corrupt or not the original distribution: delete it and put the "
-                f"original in {home / name}."
-            )
-        if from_parts or not is_cache:
-            _cache(home / name / fname, data)
-        return data
+        data = _checked(name, folder, fname, expected, home / name, always_cache=not is_cache)
+        if data is not None:
+            return data
     raise DataError(_missing_message(name, fname, home))
 
 
@@ -163,6 +185,117 @@ def load_idx(name: str = "mnist") -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return tuple(arrays)  # type: ignore[return-value]
 
 
+# SHA-256 of CIFAR-10's official archives (Krizhevsky 2009, www.cs.toronto.edu/~kriz/cifar.html),
+# the ones Keras' cifar10.load_data and TensorFlow Datasets pin; either one is enough
+CIFAR_FILES: dict[str, str] = {
+    "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+    "cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+}
+CIFAR_FOLDER = "cifar10"
+SOURCES["cifar10"] = (
+    "CIFAR-10 (Krizhevsky 2009): download cifar-10-python.tar.gz (the 'CIFAR-10 python version', "
+    "163 MiB) or cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html; "
+    "torchvision's CIFAR10(download=True) saves the same cifar-10-python.tar.gz, TensorFlow "
+    "Datasets the binary one"
+)
+
+
+# the globals a CIFAR-10 python batch may name (numpy arrays), with numpy 2's module paths
+_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles what CIFAR-10's python batches hold (dicts, lists, bytes, numbers, numpy uint8
+    arrays) and refuses every other global: the archive is checked by SHA-256 first, and this
+    keeps a pickle from running code even when the table of hashes is not the official one."""
+
+    def find_class(self, module: str, name: str):
+        # the official batches name numpy 1's modules, which numpy 2 keeps under numpy._core
+        where = module
+        if module == "numpy.core" or module.startswith("numpy.core."):
+            where = "numpy._core" + module[len("numpy.core") :]
+        if (where, name) not in _PICKLE_GLOBALS:
+            raise DataError(f"cifar10: the archive's pickle names {module}.{name}: refused")
+        return getattr(importlib.import_module(where), name)
+
+
+def _cifar_missing(home: Path) -> str:
+    files = "\n".join(f"  {f}  sha256 {h}" for f, h in CIFAR_FILES.items())
+    return (
+        f"cifar10: no CIFAR-10 archive found in\n  {home / CIFAR_FOLDER}\n"
+        f"lpfa cannot ship or download it. {SOURCES['cifar10']}. Put either archive, as "
+        f"downloaded and not unpacked, in that folder (whole, or split as NAME.part00, "
+        f"NAME.part01, ...; set LPFA_DATA to use another folder). Expected files and "
+        f"SHA-256:\n{files}"
+    )
+
+
+def _cifar_archive() -> tuple[str, bytes]:
+    """The first CIFAR-10 archive found in the data home, verified: (file name, bytes)."""
+    home = data_home()
+    folder = home / CIFAR_FOLDER
+    for fname, expected in CIFAR_FILES.items():
+        data = _checked("cifar10", folder, fname, expected, folder)
+        if data is not None:
+            return fname, data
+    raise DataError(_cifar_missing(home))
+
+
+def _cifar_batches(fname: str, data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(images (n, 3072) uint8, labels (n,) uint8) of data_batch_1 … 5 and test_batch."""
+    python = fname == "cifar-10-python.tar.gz"
+    folder = "cifar-10-batches-py" if python else "cifar-10-batches-bin"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for name in names:
+            member = f"{folder}/{name}" if python else f"{folder}/{name}.bin"
+            try:
+                raw = tar.extractfile(member).read()  # type: ignore[union-attr]
+            except (KeyError, AttributeError):
+                raise DataError(f"cifar10: {fname} has no file {member}") from None
+            if python:
+                batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+                images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3072)
+                labels = np.asarray(batch[b"labels"], dtype=np.uint8)
+            else:  # records of one label byte and 3072 pixel bytes
+                records = np.frombuffer(raw, np.uint8).reshape(-1, 3073)
+                images, labels = records[:, 1:], records[:, 0].copy()
+            out.append((images, labels))
+    return out
+
+
+def load_cifar10() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four arrays of CIFAR-10, verified, from either official archive.
+
+    Returns
+    -------
+    x_train : uint8 array, shape (50000, 3, 32, 32)
+        Channels red, green, blue; rows top first.
+    y_train : uint8 array, shape (50000,)
+    x_test : uint8 array, shape (10000, 3, 32, 32)
+    y_test : uint8 array, shape (10000,)
+
+    Raises
+    ------
+    DataError
+        If no archive is in ``$LPFA_DATA/cifar10`` (the message says which file to put where and
+        how to get it), or the one there is not the official file.
+    """
+    batches = _cifar_batches(*_cifar_archive())
+    x_train = np.concatenate([x for x, _ in batches[:5]]).reshape(-1, 3, 32, 32)
+    y_train = np.concatenate([y for _, y in batches[:5]])
+    x_test, y_test = batches[5]
+    return x_train, y_train, x_test.reshape(-1, 3, 32, 32), y_test
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Inputs, targets and (for classification) labels, on the host.
@@ -192,6 +325,7 @@ FULL_SIZES = {
     "linear-teacher": (10_000, 2_000),
     "tanh-teacher": (10_000, 2_000),
     "lowrank": (10_000, 2_000),
+    "cifar10": (50_000, 10_000),
 }
 
 
@@ -202,7 +336,7 @@ def split_sizes(cfg: DataConfig) -> tuple[int, int]:
     set has); the synthetic tasks make exactly as many as asked.
     """
     full_train, full_test = FULL_SIZES[cfg.name]
-    if cfg.name in ("mnist", "fashion-mnist"):
+    if cfg.name in ("mnist", "fashion-mnist", "cifar10"):
         return min(cfg.n_train or full_train, full_train), min(cfg.n_test or full_test, full_test)
     return cfg.n_train or full_train, cfg.n_test or full_test
 
@@ -284,12 +418,16 @@ def load(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dat
     sizes : tuple of int
         The model's layer sizes (the linear teacher takes its input and output sizes from them).
     dtype : str
+
+    The image sets' pixels are scaled to [0, 1]; images are rows (n, C·H·W), CIFAR-10's of 3072.
     """
     if cfg.name in ("linear-teacher", "tanh-teacher", "lowrank"):
         return _teacher(cfg, sizes, dtype)
-    xtr, ytr, xte, yte = load_idx(cfg.name)
+    xtr, ytr, xte, yte = load_cifar10() if cfg.name == "cifar10" else load_idx(cfg.name)
     xtr, ytr = xtr[: cfg.n_train], ytr[: cfg.n_train]
     xte, yte = xte[: cfg.n_test], yte[: cfg.n_test]
+    # CIFAR-10's images become rows of 3072 in (channel, row, column) order (lpfa.conv.unflatten)
+    xtr, xte = xtr.reshape(len(xtr), -1), xte.reshape(len(xte), -1)
     scale = np.asarray(1.0 / 255.0, dtype=dtype)
     return Dataset(
         cfg.name,
