@@ -45,6 +45,7 @@ from lpfa.runfiles import (
     read_status,
     terminate_as_interrupt,
 )
+from lpfa.sweep.spec import minus_defaults
 from lpfa.training import DivergenceError, preflight, train
 
 __all__ = [
@@ -213,7 +214,11 @@ def finished(folder: Path, cfg: RunConfig) -> bool:
         saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(saved, dict) and saved.get("config") == _plain(cfg)
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    # the same configuration up to fields added since (at their defaults), as the sweep store
+    default = _plain(RunConfig())
+    return minus_defaults(saved["config"], default) == minus_defaults(_plain(cfg), default)
 
 
 def _write_index(out: Path, configs: Mapping[str, RunConfig]) -> None:

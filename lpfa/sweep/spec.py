@@ -53,6 +53,7 @@ __all__ = [
     "Sweep",
     "config_hash",
     "load_spec",
+    "minus_defaults",
     "parse_spec",
 ]
 
@@ -141,19 +142,20 @@ def config_hash(cfg: RunConfig) -> str:
     resume, intact. The cost: changing an existing default silently keeps old runs as current;
     a default that changes what a run computes must therefore bump the store's schema.
     """
-    d = _minus_defaults(to_dict(cfg), to_dict(RunConfig()))
+    d = minus_defaults(to_dict(cfg), to_dict(RunConfig()))
     d.pop("seeds", None)
     d.pop("name", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _minus_defaults(d: dict, default: dict) -> dict:
-    """The entries of ``d`` (nested sections included) that differ from ``default``."""
+def minus_defaults(d: dict, default: dict) -> dict:
+    """The entries of ``d`` (nested sections included) that differ from ``default``: what a
+    configuration says beyond the defaults, so that adding a field with a default changes it not."""
     out = {}
     for k, v in d.items():
         dv = default.get(k, _MISSING)
         if isinstance(v, dict) and isinstance(dv, dict):
-            sub = _minus_defaults(v, dv)
+            sub = minus_defaults(v, dv)
             if sub:
                 out[k] = sub
         elif v != dv or type(v) is not type(dv):

@@ -3,6 +3,7 @@
 import argparse
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,21 @@ def test_finished_means_done_or_diverged_with_the_identical_config(tmp_path):
     assert not finished(tmp_path / "bp", fewer)
     writer.summary({}, status="diverged", epoch=1)
     assert finished(tmp_path / "bp", cfg)  # a diverged run diverges again: it is an outcome
+
+
+def test_a_run_stays_finished_when_lpfa_gains_a_field_with_a_default(tmp_path):
+    # config.json written before channel.update_top existed: the same run, not a stale one
+    cfg = tiny()["bp"]
+    RunWriter(tmp_path / "bp", cfg).summary({}, status="done")
+    path = tmp_path / "bp" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["channel"]["update_top"]
+    path.write_text(json.dumps(saved))
+    assert finished(tmp_path / "bp", cfg)
+    # but a field that held another value then (an old default) is a different configuration
+    saved["config"]["channel"]["fprime"] = False
+    path.write_text(json.dumps(saved))
+    assert not finished(tmp_path / "bp", cfg)
 
 
 def test_rerun_keeps_finished_labels_and_retrains_changed_ones(tmp_path, capsys):
