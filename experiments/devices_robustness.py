@@ -31,6 +31,7 @@ from a pilot (50 steps of a 5-seed ensemble, one CPU thread of a shared machine)
 """
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -137,6 +138,25 @@ def figures(results: Results, out: Path) -> list[Path]:
     return paths
 
 
+def _verdict(drops: dict[str, tuple[float, float]]) -> str:
+    """BP against RBP and SRBP: a difference of drops counts only beyond twice its standard
+    error (each drop is paired by seed, so its error is the spread of the per-seed drops)."""
+    others = {r: v for r, v in drops.items() if r in ("rbp", "srbp")}
+    if "bp" not in drops or not others:
+        return "— (no BP run: BP has no feedback array)"
+    bp, se_bp = drops["bp"]
+    worse = [r for r, (d, se) in others.items() if bp - d > 2 * math.hypot(se_bp, se)]
+    better = [r for r, (d, se) in others.items() if d - bp > 2 * math.hypot(se_bp, se)]
+    if worse:
+        return "no: BP drops more than " + ", ".join(worse)
+    if len(better) == len(others):
+        return "yes: BP drops least"
+    ties = [r for r in others if r not in better]
+    return "tie within noise with " + ", ".join(ties) + (
+        f" (BP drops less than {', '.join(better)})" if better else ""
+    )
+
+
 def table(results: Results) -> str:
     rules = list(dict.fromkeys(k.split("__")[0] for k in results.configs))
     ideal = {r: final_acc(results, f"{r}__ideal__0") for r in rules}
@@ -147,22 +167,19 @@ def table(results: Results) -> str:
     lines.append("| ideal | — | " + " | ".join(base) + " | — |")
     for eff, (strengths, _, _) in EFFECTS.items():
         for s in strengths:
-            drops = {}
+            drops = {}  # rule -> (mean drop, its standard error), paired by seed
             for r in rules:
                 acc = final_acc(results, f"{r}__{eff}__{s:g}")
-                if acc is not None and ideal[r] is not None:
-                    drops[r] = ideal[r].mean() - acc.mean()
+                if acc is not None and ideal[r] is not None and len(acc) == len(ideal[r]):
+                    d = ideal[r] - acc
+                    se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+                    drops[r] = (float(d.mean()), float(se))
             if not drops:
                 continue
-            cells = " | ".join(f"{drops[r]:+.2f}" if r in drops else "—" for r in rules)
-            others = {r: d for r, d in drops.items() if r in ("rbp", "srbp")}
-            if "bp" in drops and others:
-                worse = [r for r, d in others.items() if drops["bp"] > d]
-                verdict = ("no: BP drops more than " + ", ".join(worse)) if worse else (
-                    "yes: BP drops least")  # fmt: skip
-            else:
-                verdict = "— (no BP run: BP has no feedback array)"
-            lines.append(f"| {eff} | {s:g} | {cells} | {verdict} |")
+            cells = " | ".join(
+                f"{drops[r][0]:+.2f} ± {drops[r][1]:.2f}" if r in drops else "—" for r in rules
+            )
+            lines.append(f"| {eff} | {s:g} | {cells} | {_verdict(drops)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     figures(results, out)
     text = table(results)
     note = ("Drop = ideal accuracy − accuracy with the effect (points of final test accuracy, "
-            "mean over seeds). 'BP more robust' compares BP's drop with RBP's and SRBP's."
+            "mean ± standard error over seeds, paired by seed). 'BP more robust' compares "
+            "BP's drop with RBP's and SRBP's; a difference counts only beyond twice its "
+            "standard error."
             "\n\n")  # fmt: skip
     atomic_write_text(out / "table.md", "# Device non-idealities, each alone (Baldi net, MNIST)"
                       "\n\n" + note + text)  # fmt: skip
