@@ -152,8 +152,10 @@ def _verdict(drops: dict[str, tuple[float, float]]) -> str:
     if len(better) == len(others):
         return "yes: BP drops least"
     ties = [r for r in others if r not in better]
-    return "tie within noise with " + ", ".join(ties) + (
-        f" (BP drops less than {', '.join(better)})" if better else ""
+    return (
+        "tie within noise with "
+        + ", ".join(ties)
+        + (f" (BP drops less than {', '.join(better)})" if better else "")
     )
 
 

@@ -8,9 +8,10 @@ Two observations of the post, measured:
    ``lpfa audit --rules``, after Baldi et al. 2018) and Kolen-Pollack (KP for FA, direct KP
    for DFA: C receives W's own update and both decay, ``lpfa audit --rules kp,dkp``), on the
    Baldi net (MNIST, 784-100×4-10 tanh/softmax) and on Lillicrap's 784-1000-10 logistic net
-   (configs/lillicrap2016_mnist.toml, FA, adaptive FA and KP). Targets: 89 % test accuracy (Baldi net), 80 % (784-1000-10, which
-   learns more slowly at its paper's settings). Claim → holds when the adaptive rule reaches
-   the target in fewer epochs (mean over seeds) than the fixed one.
+   (configs/lillicrap2016_mnist.toml, FA, adaptive FA and KP). Targets: 89 % test accuracy
+   (Baldi net), 80 % (784-1000-10, which learns more slowly at its paper's settings).
+   Claim → holds when the adaptive rule reaches the target in fewer epochs (mean over seeds)
+   than the fixed one.
 2. "During learning forward weights come to resemble (but not exactly match) the pseudo-inverse
    of feedback weights (more than they come to resemble the transpose of feedback weights)."
    The angles W ∠ B⁺ (``angle_wbpinv``) and W ∠ Bᵀ (``angle_wb``) of the array above the top

@@ -243,6 +243,8 @@ def channel_cost(trace: StepTrace, floorplan: Floorplan | None = None) -> Channe
                 wire_len = fp.wires(k, sizes[k], h, sizes[h])
             post = rec.posts.get(h)
             per_wire = post[0].sum(axis=0) if post is not None else np.full(cols.size, B)
+            if per_wire.shape != cols.shape:  # a conv layer's maps: what its pool receives
+                per_wire = np.full(cols.shape, B)
             bits_here = mbits
         if wire_len.size != cols.size:  # a read of an unexpected shape: counted, not placed
             notes.append(f"{name}: read of {cols.size} receivers, not placed on the floorplan")

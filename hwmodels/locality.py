@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,7 @@ def load_batch(cfg, source: str = "data") -> tuple[np.ndarray, np.ndarray, int]:
     """
     from lpfa.data import load_cached, split_sizes
 
-    sizes, dtype, B = tuple(cfg.model.sizes), cfg.model.dtype, cfg.train.batch_size
+    sizes, dtype, B = tuple(cfg.model.layer_sizes), cfg.model.dtype, cfg.train.batch_size
     if source == "data":
         ds = load_cached(cfg.data, sizes, dtype)
         return ds.x_train[:B], ds.t_train[:B], len(ds.x_train)
@@ -183,6 +184,44 @@ def instrument(net, rec: Recorder) -> None:
     net.fprime = traced_fprime
 
 
+def _keeping(fn, *traced: int):
+    """A geometry-only map (im2col, col2im, pooling) run on plain arrays, its results tagged
+    with what its arguments ``traced`` (positions) carried: lpfa.conv copies slices into fresh
+    buffers, which numpy's protocols do not reach."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kw):
+        tags = frozenset().union(
+            *(args[i].tags for i in traced if i < len(args) and isinstance(args[i], Traced))
+        )
+        out = fn(*raw(args), **{k: raw(v) for k, v in kw.items()})
+        if not tags:
+            return out
+        if isinstance(out, tuple):
+            return tuple(Traced(o, tags, None) for o in out)
+        return Traced(out, tags, None)
+
+    return wrapped
+
+
+@contextmanager
+def _conv_traced(net):
+    """While a step is traced: lpfa.conv's patch gathering and scattering keep their tags, and
+    so do the net's max-pools (the maxima and the taps that held them carry what they read)."""
+    import lpfa.conv as conv
+
+    saved = conv.im2col, conv.col2im
+    conv.im2col, conv.col2im = _keeping(conv.im2col, 0), _keeping(conv.col2im, 0)
+    for pool in getattr(net, "pools", ()):
+        if pool is not None:
+            pool.forward = _keeping(pool.forward, 0)
+            pool.backward = _keeping(pool.backward, 0, 1)
+    try:
+        yield
+    finally:
+        conv.im2col, conv.col2im = saved
+
+
 def trace_step(cfg, batch: tuple | None = None, *, source: str = "data") -> StepTrace:
     """Build ``cfg``'s network (numpy, first seed only) and run one traced training step.
 
@@ -210,7 +249,7 @@ def trace_step(cfg, batch: tuple | None = None, *, source: str = "data") -> Step
     rec = Recorder()
     instrument(net, rec)
     tc = cfg.train
-    with recording(rec):
+    with recording(rec), _conv_traced(net):
         net.step(
             Traced(x, {Tag(Source("input"))}),
             Traced(t, {Tag(Source("target"))}),
@@ -218,7 +257,8 @@ def trace_step(cfg, batch: tuple | None = None, *, source: str = "data") -> Step
             weight_decay=tc.weight_decay,
             momentum=tc.momentum,
         )
-    return StepTrace(cfg, net, rec, x.shape[0], n_train, tuple(cfg.model.sizes))
+    # conv layers count as their pooled maps' units (flattened), as the layer above reads them
+    return StepTrace(cfg, net, rec, x.shape[0], n_train, tuple(cfg.model.layer_sizes))
 
 
 # --- classification ---------------------------------------------------------------------------

@@ -16,6 +16,12 @@ Signals, top layer L down to 1 (Baldi et al. 2018, §2-3):
 where ``signal_k`` is the output error e for a long-range (skip) connection from the output, and
 R^k (J^k for ``sbp``) for a short-range one. Hidden layer h then updates
 ΔW^h = η/B · Σ_b R^h_b ⊗ O^{h−1}_b, or with ``signal`` = sign / magnitude of R^h.
+
+Conv layers (``model.conv``): J^h is delivered onto layer h's pooled maps (a random kernel bank
+from the conv layer above, :class:`lpfa.conv.ConvFeedback`; a dense matrix from a dense sender
+or, for SRBP, from the output, :class:`lpfa.conv.MapFeedback`; a dense sender's transposed read
+is unflattened), then routed by the max-pool to each window's maximum; g, dropout, the
+``error_format`` quantizer and f′ then act on the conv units before the pool.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +48,18 @@ def _stacked(per_member: list, xp):
         q, p = zip(*per_member, strict=True)
         return FactoredFeedback(xp.asarray(np.stack(q)), xp.asarray(np.stack(p)))
     return FeedbackArray(xp.asarray(np.stack(per_member)))
+
+
+def _on_maps(fb, k: int, h: int, conv: Sequence):
+    """The feedback array of connection k → h as a conv layer reads it: a kernel bank from conv
+    layer k to the layer below, maps of conv layer h from a dense sender, else ``fb`` itself."""
+    from lpfa.conv import ConvFeedback, MapFeedback
+
+    if k <= len(conv) and h == k - 1:
+        return ConvFeedback(fb.C, conv[k - 1][0])
+    if h <= len(conv):
+        return MapFeedback(fb.C, conv[h - 1][1])
+    return fb
 
 
 def _skip(k: int, h: int, L: int) -> bool:
@@ -198,8 +216,15 @@ class Channel:
         xp,
         forward: Sequence[np.ndarray] = (),
         rng=None,
+        conv: Sequence = (),
     ):
         """Draw each member's feedback from its own seed (host) and move it to ``xp``.
+
+        ``conv`` holds (geometry, pooled shape) of each conv layer, bottom first (arrays 1 …
+        len(conv)): a connection from conv layer k to the layer below it is a random kernel bank
+        of W^k's shape (:class:`lpfa.conv.ConvFeedback`); one from a dense layer (or the output)
+        to conv layer h lands on h's pooled maps (:class:`lpfa.conv.MapFeedback`), ``sizes[h]``
+        being their flattened size.
 
         ``forward`` holds the host initial forward weights (E, N_h, N_{h−1}) for congruence and
         ``feedback_from_init``. The top layer's C^top (``top_feedback``) is drawn from
@@ -225,6 +250,8 @@ class Channel:
                     paired = cfg.congruent or cfg.feedback_from_init or cfg.track_signs
                     fw = forward[k - 1][m] if paired else None
                     shape = (sizes[k], sizes[h])
+                    if k <= len(conv) and h == k - 1:  # a kernel bank: (C_out, C_in·k·k)
+                        shape = tuple(forward[k - 1].shape[1:])
                     factors = draw_feedback_factors(cfg, shape, host, dtype)
                     stacks[(k, h)].append(
                         draw_feedback(cfg, shape, host, dtype, fw) if factors is None else factors
@@ -239,6 +266,7 @@ class Channel:
                                      nonzeros=cfg.feedback_nonzeros))  # fmt: skip
             if not cfg.resample and stacks:
                 feedback = {e: _stacked(v, xp) for e, v in stacks.items()}
+                feedback = {e: _on_maps(fb, *e, conv) for e, fb in feedback.items()}
             if cfg.per_weight:
                 per_weight = [xp.asarray(np.stack(v)) for v in pw]
             if cfg.top_feedback:
@@ -315,9 +343,13 @@ class Channel:
         passed = {L: r_top}
         for h in range(L - 1, 0, -1):
             j = None
+            on_maps = h <= getattr(net, "n_conv", 0)
             for k in self.sources[h - 1]:
                 part = read(self, layers, k, h, e if _skip(k, h, L) else passed[k])
+                part = net.to_maps(h, part) if on_maps else part
                 j = part if j is None else j + part
+            if on_maps:  # the pool routes each window's signal to its maximum's unit
+                j = net.route(h, j, outs)
             if backward is not None:  # the channel unit's own transfer function
                 j = backward(j)
             if cfg.dropout:
@@ -325,7 +357,10 @@ class Channel:
                 j = j * (keep * (1.0 / (1.0 - cfg.dropout))).astype(j.dtype)
             if self.error_q is not None:  # what the neuron receives, before f′ and relaying
                 j = self.error_q(j)
-            d = net.fprime(outs[h]) if cfg.fprime else None
+            if not cfg.fprime:
+                d = None
+            else:  # a conv layer's f′ is read at its (unpooled) units
+                d = net.fprime_at(h, outs) if on_maps else net.fprime(outs[h])
             r = j if d is None else j * d
             passed[h] = r if self.spec.relays_derivative else j
             deltas[h - 1] = r

@@ -47,6 +47,7 @@ __all__ = [
     "Backward",
     "ChannelConfig",
     "ConfigError",
+    "ConvLayerConfig",
     "DType",
     "DataConfig",
     "DataName",
@@ -100,7 +101,9 @@ class DataConfig:
     """Which data the run learns from."""
 
     name: DataName = DataName.MNIST
-    """Data set: ``mnist``, ``fashion-mnist`` (IDX files, pixels scaled to [0, 1]), or a
+    """Data set: ``mnist``, ``fashion-mnist`` (IDX files, pixels scaled to [0, 1]), ``cifar10``
+    (the official archive, which the user puts in place: see docs/conv.md; rows of 3072 =
+    (3, 32, 32), pixels scaled to [0, 1]), or a
     synthetic task of Lillicrap et al.: ``linear-teacher`` (y = T x, x ~ N(0, I), T ~ U[−1, 1])
     or ``tanh-teacher`` (a fixed random tanh network of ``teacher_sizes``); or ``lowrank``
     (Garg & Vempala's factorization task: t = Y x, x ~ N(0, I), Y (N_L × N_0) of rank
@@ -292,6 +295,90 @@ class DeviceConfig:
         return (self.w_max - self.w_min) / self.dw_min
 
 
+def _toml_value(v: Any) -> str:
+    return "none" if v is None else str(v).lower()
+
+
+def _padding(path: str, value: int | str, *, allowed: str = "'same', 'valid'") -> None:
+    ok = value in ("same", "valid") or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    )
+    _require(ok, path, value, f"must be {allowed} or an integer >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConvLayerConfig:
+    """One convolutional layer (:class:`lpfa.conv.ConvArray`): a bank of ``channels`` kernels of
+    k × k taps read over the input maps, then f (``model.hidden``), then an optional max-pool."""
+
+    channels: int
+    """Output channels C_out (kernels of the bank, the crossbar's rows)."""
+    kernel: int
+    """Kernel side k: each kernel has C_in · k · k taps (the crossbar's columns)."""
+    stride: int = 1
+    """Step of the window."""
+    padding: int | str = "same"
+    """``"same"`` (H' = ⌈H / stride⌉, the smaller half of the padding on top and left),
+    ``"valid"`` (none) or an integer p (p zeros on every side)."""
+    pool_kernel: int | None = None
+    """Side of the max-pool window after f; None = no pooling."""
+    pool_stride: int | None = None
+    """Step of the max-pool window; None = ``pool_kernel`` (non-overlapping)."""
+    pool_padding: int | str = "valid"
+    """Padding of the max-pool (``"same"``, ``"valid"`` or an integer); padding never wins."""
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "kernel", "stride"):
+            _positive_int(name, getattr(self, name))
+        _padding("padding", self.padding)
+        if self.pool_kernel is None:
+            for name in ("pool_stride",):
+                _require(getattr(self, name) is None, name, getattr(self, name),
+                         "needs a pool (pool_kernel)")  # fmt: skip
+            _require(self.pool_padding == "valid", "pool_padding", self.pool_padding,
+                     "needs a pool (pool_kernel)")  # fmt: skip
+        else:
+            _positive_int("pool_kernel", self.pool_kernel)
+            if self.pool_stride is not None:
+                _positive_int("pool_stride", self.pool_stride)
+            _padding("pool_padding", self.pool_padding)
+
+
+def conv_shapes(
+    input_shape: tuple[int, int, int], conv: tuple[ConvLayerConfig, ...], path: str = "conv"
+) -> list[tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]]:
+    """(input, conv output, pooled output) shapes (C, H, W) of every conv layer, bottom first.
+
+    Raises ConfigError on the first window that does not fit its input."""
+    from lpfa.conv import geometry  # lpfa.conv needs no config; imported here, when used
+
+    out, shape = [], tuple(input_shape)
+    for i, c in enumerate(conv):
+        try:
+            g = geometry(shape, c.kernel, c.stride, c.padding)
+        except ValueError:
+            raise ConfigError(
+                f"{path}[{i}].kernel", c.kernel,
+                f"the {c.kernel}x{c.kernel} window (padding={c.padding!r}) does not fit the "
+                f"{shape[1]}x{shape[2]} maps it reads",
+            ) from None  # fmt: skip
+        mapped = (c.channels, *g.out_hw)
+        pooled = mapped
+        if c.pool_kernel is not None:
+            stride = c.pool_kernel if c.pool_stride is None else c.pool_stride
+            try:
+                pool = geometry(mapped, c.pool_kernel, stride, c.pool_padding)
+                pooled = (c.channels, *pool.out_hw)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}[{i}].pool_kernel", c.pool_kernel,
+                    f"the pool window does not fit the {mapped[1]}x{mapped[2]} maps it reads",
+                ) from None  # fmt: skip
+        out.append((shape, mapped, pooled))
+        shape = pooled
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
     """The forward network: a stack of crossbar arrays with their transfer functions."""
@@ -334,6 +421,13 @@ class ModelConfig:
     """Device physics of the forward arrays W (pulsed update, bounds, read, programming and
     drift noise, stuck devices; :class:`DeviceConfig`); the transposed read of weight transport
     reads these devices too. None = ideal arrays."""
+    input_shape: tuple[int, ...] | None = None
+    """(C, H, W) of the input images (rows of C·H·W, channel first); None = a dense net whose
+    input is ``sizes[0]`` numbers. Needed by ``conv``."""
+    conv: tuple[ConvLayerConfig, ...] = ()
+    """Convolutional layers below the dense ones (:class:`ConvLayerConfig` tables, bottom
+    first): conv → f → pool → … → flatten → ``sizes``; ``sizes[0]`` is then the flattened size
+    C·H·W of the last pooled map. Arrays are numbered conv first (1 = the lowest conv layer)."""
 
     def __post_init__(self) -> None:
         _require(
@@ -342,6 +436,7 @@ class ModelConfig:
             self.sizes,
             "must list at least an input and an output size, each >= 1",
         )
+        self._check_conv()
         _require(
             self.hidden is not Activation.SOFTMAX,
             "hidden",
@@ -391,10 +486,66 @@ class ModelConfig:
         _set_enum(self, "rounding", Rounding)
         _set_enum(self, "dtype", DType)
 
+    def _check_conv(self) -> None:
+        """input_shape and conv, checked before anything counts the arrays."""
+        if self.input_shape is not None:
+            _require(
+                len(self.input_shape) == 3 and all(n >= 1 for n in self.input_shape),
+                "input_shape",
+                self.input_shape,
+                "must be (C, H, W), each >= 1",
+            )
+        if not self.conv:
+            if self.input_shape is not None:
+                n = math.prod(self.input_shape)
+                _require(self.sizes[0] == n, "sizes", self.sizes,
+                         f"sizes[0] must be C·H·W = {n} of input_shape={self.input_shape} "
+                         "(without conv layers)")  # fmt: skip
+            return
+        _require(self.input_shape is not None, "input_shape", self.input_shape,
+                 "conv layers need the input's (C, H, W)")  # fmt: skip
+        n = math.prod(conv_shapes(self.input_shape, self.conv)[-1][2])
+        _require(self.sizes[0] == n, "sizes", self.sizes,
+                 f"sizes[0] must be the flattened size C·H·W = {n} of the last conv layer's "
+                 "(pooled) maps")  # fmt: skip
+
+    @property
+    def n_conv(self) -> int:
+        """Number of convolutional arrays (the lowest ones)."""
+        return len(self.conv)
+
     @property
     def n_layers(self) -> int:
-        """Number of forward arrays L."""
-        return len(self.sizes) - 1
+        """Number of forward arrays L, conv layers included."""
+        return len(self.conv) + len(self.sizes) - 1
+
+    @property
+    def n_inputs(self) -> int:
+        """Numbers in one input row: C·H·W of ``input_shape``, else ``sizes[0]``."""
+        return self.sizes[0] if self.input_shape is None else math.prod(self.input_shape)
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Units of every layer's output as the layer above reads it (flattened, pooled), input
+        first: N_0, N_1, …, N_L; equals ``sizes`` without conv layers."""
+        if not self.conv:
+            return tuple(self.sizes)
+        maps = conv_shapes(self.input_shape, self.conv)
+        return (self.n_inputs, *(math.prod(p) for _, _, p in maps), *self.sizes[1:])
+
+    @property
+    def array_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(rows, columns) of every forward array, bottom first: (C_out, C_in·k·k) of a kernel
+        bank, (N_h, N_{h−1}) of a dense array."""
+        dense = tuple((self.sizes[h + 1], self.sizes[h]) for h in range(len(self.sizes) - 1))
+        if not self.conv:
+            return dense
+        maps = conv_shapes(self.input_shape, self.conv)
+        kernels = tuple(
+            (c.channels, shape[0] * c.kernel**2)
+            for c, (shape, _, _) in zip(self.conv, maps, strict=True)
+        )
+        return kernels + dense
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -767,6 +918,15 @@ class TrainConfig:
     (and before training); None = never."""
     angle_examples: int = 1000
     """Training examples (the first ones) on which the angle is measured."""
+    augment_shift: float = 0.0
+    """Image nets (``model.input_shape``): the largest translation of a training image, as a
+    fraction f of its height and width. Each image of each minibatch moves by whole pixels drawn
+    uniformly from −⌊f·H⌋ … ⌊f·H⌋ (rows) and −⌊f·W⌋ … ⌊f·W⌋ (columns), the border pixels
+    repeating into the gap (Keras' "nearest" fill); drawn from the run's runtime stream, on the
+    device, shared by the members. Baldi et al. §4.3 use 0.1 on CIFAR-10. 0 = none."""
+    augment_flip: bool = False
+    """Image nets: flip each training image left-right with probability 0.5 (after the shift),
+    drawn like ``augment_shift``'s moves."""
 
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs)
@@ -784,6 +944,8 @@ class TrainConfig:
         if self.angle_every is not None:
             _positive_int("angle_every", self.angle_every)
         _positive_int("angle_examples", self.angle_examples)
+        _require(math.isfinite(self.augment_shift) and 0.0 <= self.augment_shift < 1.0,
+                 "augment_shift", self.augment_shift, "must be in [0, 1)")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -827,12 +989,22 @@ class RunConfig:
         )
         _set_enum(self, "backend", Backend)
         sizes = self.model.sizes
-        if self.data.name in ("mnist", "fashion-mnist"):
+        images = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+        if self.data.name in images:
+            shape, shown = images[self.data.name], self.data.name
+            if self.model.input_shape is not None:
+                _require(
+                    tuple(self.model.input_shape) == shape,
+                    "model.input_shape",
+                    self.model.input_shape,
+                    f"data.name={shown} has images of (C, H, W) = {shape}",
+                )
+            n = math.prod(shape)
             _require(
-                sizes[0] == 784 and sizes[-1] == 10,
+                self.model.n_inputs == n and sizes[-1] == 10,
                 "model.sizes",
                 sizes,
-                f"data.name={self.data.name} needs 784 inputs and 10 outputs",
+                f"data.name={shown} needs {n} inputs and 10 outputs",
             )
         if self.data.name == "lowrank" and self.data.target_rank is not None:
             _require(
@@ -861,12 +1033,36 @@ class RunConfig:
             if hidden
             else "the net has no hidden layers",
         )
+        if self.model.conv:
+            self._check_conv_channel()
+        for name in ("augment_shift", "augment_flip"):
+            value = getattr(self.train, name)
+            _require(not value or self.model.input_shape is not None, f"train.{name}", value,
+                     "moves images: needs model.input_shape (C, H, W)")  # fmt: skip
         if self.channel.rule is not Rule.BP and self.model.n_layers < 2:
             raise ConfigError(
                 "channel.rule",
                 str(self.channel.rule),
                 "a network without hidden layers has no learning channel; use rule=bp",
             )
+
+    def _check_conv_channel(self) -> None:
+        """Refuse the channel settings that are not defined through conv layers."""
+        ch = self.channel
+        rules = (Rule.BP, Rule.RBP, Rule.SRBP, Rule.MIXED, Rule.TOP, Rule.DRTP)
+        _require(ch.rule in rules, "channel.rule", str(ch.rule),
+                 "with conv layers: must be one of " + ", ".join(r.value for r in rules)
+                 + " (sbp, cascade, pbp and node_perturbation are dense-only)")  # fmt: skip
+        for name, off, why in (
+            ("per_weight", False, "per-synapse feedback is dense-only"),
+            ("feedback_rank", None, "low-rank feedback is dense-only"),
+            ("resample", False, "redrawn feedback is dense-only"),
+            ("mirror_ratio", None, "the weight mirror is dense-only"),
+            ("update_format", None, "quantized per-example updates are dense-only"),
+        ):
+            value = getattr(ch, name)
+            _require(value == off, f"channel.{name}", value, f"must be {_toml_value(off)} with "
+                     f"conv layers ({why})")  # fmt: skip
 
     @property
     def n_members(self) -> int:
@@ -892,7 +1088,13 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         if isinstance(value, list | tuple):  # e.g. float | tuple[float, ...]: the list form
             inner = [a for a in inner if typing.get_origin(a) is tuple] or inner
-        return _coerce(value, inner[0], path)
+        first = None
+        for tp_i in inner:  # e.g. int | str: the first type the value is
+            try:
+                return _coerce(value, tp_i, path)
+            except ConfigError as err:
+                first = first or err
+        raise first
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(path, value, f"must be a table of {_type_name(tp)} fields")

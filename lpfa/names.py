@@ -158,7 +158,7 @@ class Spectrum(_Named):
     DECAYING = "decaying"
 
 
-DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher", "lowrank")
+DATASETS = ("mnist", "fashion-mnist", "linear-teacher", "tanh-teacher", "lowrank", "cifar10")
 DTYPES = ("float32", "float64")
 ROUNDINGS = tuple(r.value for r in Rounding)
 
@@ -166,7 +166,10 @@ ROUNDINGS = tuple(r.value for r in Rounding)
 Backend = _Named("Backend", [(b.upper(), b) for b in BACKENDS], module=__name__)
 Backend.__doc__ = "Array backend (lpfa.backend.BACKENDS): numpy, cupy, or auto."
 DataName = _Named("DataName", [(d.upper().replace("-", "_"), d) for d in DATASETS], module=__name__)
-DataName.__doc__ = "Data set: the MNIST-format image sets, or Lillicrap et al.'s synthetic tasks."
+DataName.__doc__ = (
+    "Data set: the MNIST-format image sets, CIFAR-10 (user-supplied archive), or Lillicrap et "
+    "al.'s synthetic tasks."
+)
 DType = _Named("DType", [(d.upper(), d) for d in DTYPES], module=__name__)
 DType.__doc__ = "Floating-point type of every array of a run."
 

@@ -2,8 +2,15 @@
 
 Shapes: E ensemble members, B examples per minibatch, N_h units in layer h. The input is shared
 by all members, (B, N_0); every other signal is (E, B, N_h).
+
+A net with ``model.conv`` has convolutional arrays (:class:`lpfa.conv.ConvArray`) below the
+dense ones: conv → f → max-pool → … → flatten → dense. A conv layer's output O^h is its pooled
+maps (E, B, C, H, W); its error signal R^h lives on the units before the pool (the conv
+array's outputs), where the channel's signal arrives routed by the pool to each window's
+maximum (see :meth:`Network.route`).
 """
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -12,7 +19,8 @@ import numpy as np
 from lpfa import metrics
 from lpfa.backend import STREAM_INIT, RuntimeRandom, get_xp, member_rng
 from lpfa.channel import Channel, Update
-from lpfa.config import Activation, Loss, ModelConfig, RunConfig
+from lpfa.config import Activation, Loss, ModelConfig, RunConfig, conv_shapes
+from lpfa.conv import ConvArray, MaxPool, flatten, unflatten
 from lpfa.crossbar import Crossbar
 from lpfa.devices import ArrayDevice
 from lpfa.quant import quantizer
@@ -95,12 +103,23 @@ class Network:
         channel: Channel,
         model: ModelConfig,
         random: RuntimeRandom | None = None,
+        pools: Sequence[MaxPool | None] = (),
     ):
         self.layers = list(layers)
         self.channel = channel
         self.model = model
         self.random = random
         self.xp = self.layers[0].xp
+        #: conv layers (the lowest arrays, ConvArray) and the max-pool after each (or None)
+        self.n_conv = sum(isinstance(a, ConvArray) for a in self.layers)
+        self.pools = list(pools) or [None] * self.n_conv
+        if any(not isinstance(a, ConvArray) for a in self.layers[: self.n_conv]):
+            raise ValueError("conv layers must be the lowest arrays, below every dense one")
+        if len(self.pools) != self.n_conv:
+            raise ValueError(f"pools: need one (MaxPool or None) per conv layer ({self.n_conv})")
+        # a pooled conv output O^h -> (O^h, f(S^h) before pooling, the maxima's taps), for the
+        # channel's routing and f′; the last few forward passes are kept
+        self._unpooled: OrderedDict = OrderedDict()
         # the top layer's error is e itself when the loss is matched to the output function
         self._matched = (model.output, model.loss) in {
             (Activation.SOFTMAX, Loss.CROSS_ENTROPY),
@@ -112,12 +131,11 @@ class Network:
     def build(cls, cfg: RunConfig, xp=np) -> "Network":
         """Draw each member's initial weights and feedback from its own seed, on backend ``xp``."""
         m = cfg.model
-        sizes = m.sizes
         per_member, masks = [], []
         keep = m.weight_keep if isinstance(m.weight_keep, tuple) else (m.weight_keep,) * m.n_layers
         for seed in cfg.seeds:
             rng = member_rng(seed, STREAM_INIT)
-            shapes = [(sizes[h + 1], sizes[h]) for h in range(m.n_layers)]
+            shapes = list(m.array_shapes)  # (C_out, C_in·k·k) of a kernel bank: fan-in C_in·k·k
             per_member.append([draw(m.init, s, m.init_scale, rng, m.dtype) for s in shapes])
             if min(keep) < 1.0:  # every array draws its mask, so one keep's stream is fixed
                 masks.append([rng.random(s) < k for s, k in zip(shapes, keep, strict=True)])
@@ -127,7 +145,8 @@ class Network:
             f"{kind}_q": quantizer(getattr(m, f"{kind}_format"), m.rounding, rng)
             for kind in ("input", "output", "weight")
         }
-        layers = []
+        maps = conv_shapes(m.input_shape, m.conv) if m.conv else []
+        layers, pools, geoms = [], [], []
         for h in range(m.n_layers):
             mask = xp.asarray(np.stack([k[h] for k in masks])) if keep[h] < 1.0 else None
             W = xp.asarray(host[h])
@@ -135,15 +154,28 @@ class Network:
             if m.device is not None:  # the forward array (0, h + 1) of the device streams
                 dev = ArrayDevice(m.device, W.shape, cfg.seeds, (0, h + 1), m.dtype, xp, rng)
             b = xp.zeros(W.shape[:2], dtype=m.dtype)
-            layers.append(Crossbar(W, b, mask, device=dev, **path))
-        channel = Channel.build(cfg.channel, sizes, cfg.seeds, m.dtype, xp, forward=host, rng=rng)
+            if h < m.n_conv:
+                c, (shape, mapped, _) = m.conv[h], maps[h]
+                conv = ConvArray(W, b, mask, in_shape=shape, kernel=c.kernel, stride=c.stride,
+                                 padding=c.padding, device=dev, **path)  # fmt: skip
+                pool = None
+                if c.pool_kernel is not None:
+                    pool = MaxPool(mapped, c.pool_kernel, c.pool_stride, c.pool_padding)
+                layers.append(conv)
+                pools.append(pool)
+                geoms.append((conv.geometry, pool.out_shape if pool else mapped))
+            else:
+                layers.append(Crossbar(W, b, mask, device=dev, **path))
+        channel = Channel.build(
+            cfg.channel, m.layer_sizes, cfg.seeds, m.dtype, xp, forward=host, rng=rng, conv=geoms
+        )
         if cfg.channel.device is not None:  # feedback arrays (1, k, h); C^top is (2,)
             arrays = [((1, k, h), fb) for (k, h), fb in sorted(channel.feedback.items())]
             arrays += [((2,), channel.top)] if channel.top is not None else []
             for key, fb in arrays:
                 dev = ArrayDevice(cfg.channel.device, fb.C.shape, cfg.seeds, key, m.dtype, xp, rng)
                 fb.attach(dev)
-        return cls(layers, channel, m, random=rng)
+        return cls(layers, channel, m, random=rng, pools=pools)
 
     @contextmanager
     def observing(self) -> Iterator[None]:
@@ -170,16 +202,67 @@ class Network:
         """Outputs of every layer for input ``x`` (B, N_0): [x, O^1, …, O^L], O^h (E, B, N_h).
 
         ``noise`` (node perturbation) is added to the hidden pre-activations S^1 … S^{L−1}.
+
+        With conv layers, x may be rows (B, C·H·W) or images (B, C, H, W) (or per member, E
+        first); outs[0] is then the images, and O^h of a conv layer h its pooled maps
+        (E, B, C, H', W') (f before the max-pool); the first dense layer reads them flattened.
         """
+        if self.n_conv:
+            shape = self.layers[0].in_shape
+            if tuple(x.shape[-3:]) != shape:
+                x = unflatten(x, shape)
         outs = [x]
         last = len(self.layers) - 1
         for h, layer in enumerate(self.layers):
-            S = layer.read(outs[-1])
+            S = layer.read(self.input_of(h + 1, outs[-1]))
             if noise is not None and h < last:
                 S += noise[h]
             kind = self.model.output if h == last else self.model.hidden
-            outs.append(activate(kind, S, exponent=self.model.power_exponent))
+            out = activate(kind, S, exponent=self.model.power_exponent)
+            if h < self.n_conv and self.pools[h] is not None:
+                unpooled, (out, arg) = out, self.pools[h].forward(out)
+                self._unpooled[id(out)] = (out, unpooled, arg)
+                while len(self._unpooled) > 4 * self.n_conv:  # the last few passes
+                    self._unpooled.popitem(last=False)
+            outs.append(out)
         return outs
+
+    def input_of(self, h: int, below):
+        """What array h (1 = the lowest) reads of the output ``below`` of layer h − 1: the
+        first dense layer above conv layers reads their maps flattened."""
+        return flatten(below) if h == self.n_conv + 1 and self.n_conv else below
+
+    def to_maps(self, h: int, j):
+        """A signal delivered to conv layer h's output, as its pooled maps (E, B, C, H', W')
+        (a dense sender's rows are unflattened)."""
+        return j if j.ndim == 5 else unflatten(j, self.channel_maps(h))
+
+    def channel_maps(self, h: int) -> tuple[int, int, int]:
+        """(C, H', W') of conv layer h's output after its pool."""
+        pool = self.pools[h - 1]
+        return pool.out_shape if pool is not None else self.layers[h - 1].out_shape
+
+    def _pooling(self, h: int, out):
+        """(f(S^h) before the pool, the maxima's taps) of conv layer h's pooled output ``out``."""
+        kept = self._unpooled.get(id(out))
+        if kept is None or kept[0] is not out:
+            raise ValueError(
+                f"conv layer {h}: this pooled output is not from one of the last forward passes"
+            )
+        return kept[1], kept[2]
+
+    def route(self, h: int, j, outs):
+        """The signal on conv layer h's pooled maps sent, through the max-pool, to the unit of
+        each window that held the maximum (E, B, C, H, W before pooling); no pool: ``j``."""
+        if self.pools[h - 1] is None:
+            return j
+        _, arg = self._pooling(h, outs[h])
+        return self.pools[h - 1].backward(j, arg)
+
+    def fprime_at(self, h: int, outs):
+        """f′ of conv layer h at its units before pooling (what :meth:`route` delivers to)."""
+        out = outs[h] if self.pools[h - 1] is None else self._pooling(h, outs[h])[0]
+        return self.fprime(out)
 
     def fprime(self, out):
         """f′ of the hidden layers from their output (None for linear units)."""
@@ -236,10 +319,12 @@ class Network:
                 f"weight_decay={weight_decay!r}: need one float or {L} (one per array)"
             )
         outs = self.forward(x)
-        scale = lr / x.shape[-2]  # (B, N_0) shared by the members, or (E, B, N_0) each its own
+        batch = t.shape[-2]  # (B, N_0) shared by the members, or (E, B, N_0) each its own
+        scale = lr / batch
         deltas = self.deltas(outs, t)
+        pres = [self.input_of(h, o) for h, o in enumerate(outs[:-1], start=1)]
         for h, (layer, R, pre, wd) in enumerate(
-            zip(self.layers, deltas, outs[:-1], decays, strict=True), start=1
+            zip(self.layers, deltas, pres, decays, strict=True), start=1
         ):
             kw = {"weight_decay": wd, "momentum": momentum}
             if h in self.model.frozen:
@@ -253,7 +338,7 @@ class Network:
                     kw |= {"quantize_bias": ch.update_bias, "reduce_sum": ch.update_sum}
                 layer.update(R, pre, scale, per_example=q, **kw)
         self.channel.adapt(scale)
-        self.channel.mirror(self, scale, x.shape[-2])  # weight mirror's phases (mirror_ratio)
+        self.channel.mirror(self, scale, batch)  # weight mirror's phases (mirror_ratio)
         for array in self.devices():
             array.tick()
         return outs[-1]

@@ -14,7 +14,7 @@ import numpy as np
 
 from lpfa import metrics
 from lpfa.alignment import alignment
-from lpfa.backend import device_versions, resolve, to_numpy
+from lpfa.backend import device_versions, get_xp, resolve, to_numpy
 from lpfa.config import ConfigError, RunConfig
 from lpfa.data import FULL_SIZES, Dataset, load, split_sizes
 from lpfa.network import Network
@@ -24,6 +24,7 @@ from lpfa.rules import sources
 __all__ = [
     "DivergenceError",
     "RunResult",
+    "augment",
     "available_memory",
     "check_memory",
     "evaluate",
@@ -97,8 +98,8 @@ def memory_estimate(cfg: RunConfig) -> dict[str, int]:
     """
     m, c, d = cfg.model, cfg.channel, cfg.data
     item = np.dtype(m.dtype).itemsize
-    E, sizes, L = cfg.n_members, m.sizes, m.n_layers
-    shapes = [(sizes[h + 1], sizes[h] + 1) for h in range(L)]
+    E, sizes, L = cfg.n_members, m.layer_sizes, m.n_layers
+    shapes = [(rows, cols + 1) for rows, cols in m.array_shapes]
     n_weights = sum(a * b for a, b in shapes)
     largest = max(a * b for a, b in shapes)
     weights = E * n_weights * item + 2 * largest * 8
@@ -108,7 +109,11 @@ def memory_estimate(cfg: RunConfig) -> dict[str, int]:
             n_fb = sum(sizes[L] * sizes[h] * (sizes[h - 1] + 1) for h in range(1, L))
         else:  # the channel's connections, as the rule table declares them
             edges = [(k, h) for h, ks in enumerate(sources(c, L), 1) for k in ks]
-            n_fb = sum(sizes[k] * sizes[h] for k, h in edges)
+            kernel = lambda k, h: k <= m.n_conv and h == k - 1  # noqa: E731 (a kernel bank)
+            n_fb = sum(
+                math.prod(m.array_shapes[k - 1]) if kernel(k, h) else sizes[k] * sizes[h]
+                for k, h in edges
+            )
     feedback = E * n_fb * (item + 8)
     optimizer = E * n_weights * item * (3 if cfg.train.momentum else 2)
     n_units = sum(sizes)
@@ -277,6 +282,16 @@ def evaluate(
     return res
 
 
+def _eval_chunk(net: Network, budget: int = 1 << 26) -> int:
+    """Examples per forward pass of an evaluation: 10 000, or fewer for a conv net, so that its
+    widest feature maps (E · C · H · W per example, before pooling) stay under ``budget``
+    elements."""
+    units = max((math.prod(a.out_shape) for a in net.layers[: net.n_conv]), default=0)
+    if not units:
+        return 10_000
+    return max(1, min(10_000, budget // (net.n_members * units)))
+
+
 def _progress(total: int, enabled: bool | None, desc: str):
     from tqdm.auto import tqdm
 
@@ -319,7 +334,7 @@ def train(
     xp = preflight(cfg, data=data)
     mc = cfg.model
     data = data if data is not None else load(cfg.data, mc.sizes, mc.dtype)
-    if data.x_train.shape[1] != mc.sizes[0] or data.t_train.shape[1] != mc.sizes[-1]:
+    if data.x_train.shape[1] != mc.n_inputs or data.t_train.shape[1] != mc.sizes[-1]:
         raise ConfigError(
             "model.sizes",
             mc.sizes,
@@ -369,9 +384,11 @@ def _run(
     step = 0
 
     def record(epoch: int, lr: float, train_stats: dict[str, np.ndarray] | None) -> None:
-        test = evaluate(net, x_te, t_te, y_te, mc.loss)
+        test = evaluate(net, x_te, t_te, y_te, mc.loss, chunk=_eval_chunk(net))
         diag = None
-        if tc.angle_every is not None and epoch % tc.angle_every == 0 and mc.n_layers > 1:
+        # the alignment diagnostics are defined for dense arrays only (not measured on conv nets)
+        measured = mc.n_layers > 1 and not mc.conv
+        if tc.angle_every is not None and epoch % tc.angle_every == 0 and measured:
             diag = alignment(net, x_tr[:probe], t_tr[:probe])
         rows = []
         for m, seed in enumerate(cfg.seeds):
@@ -413,6 +430,8 @@ def _run(
             for i in range(n_batches):
                 idx = perm[i * bs : (i + 1) * bs]
                 xb, tb = x_tr[idx], t_tr[idx]
+                if tc.augment_shift or tc.augment_flip:
+                    xb = augment(xb, mc.input_shape, tc.augment_shift, tc.augment_flip, net.random)
                 lr = learning_rate(tc.lr, tc.lr_decay, step)
                 out = net.step(xb, tb, lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
                 loss_sum = loss_sum + metrics.loss(out, tb, mc.loss)
@@ -440,6 +459,45 @@ def _run(
         "steps": step,
     }
     return RunResult(cfg, history, summary, meta, net)
+
+
+def augment(x, shape, shift: float = 0.0, flip: bool = False, rng=None):
+    """Training images moved and flipped at random: ``train.augment_shift`` / ``augment_flip``.
+
+    Parameters
+    ----------
+    x : array, shape (B, C·H·W)
+        Image rows (channel first), on the backend.
+    shape : (C, H, W)
+    shift : float
+        f: each image moves by dy ∈ {−⌊f·H⌋, …, ⌊f·H⌋} rows and dx ∈ {−⌊f·W⌋, …, ⌊f·W⌋}
+        columns (uniform, independent), out[i, j] = x[clip(i − dy), clip(j − dx)]: the edge
+        repeats into the gap.
+    flip : bool
+        Each image is then mirrored left-right with probability 0.5.
+    rng : generator on the backend
+        Draws, in order: B uniforms for dy, B for dx (when ``shift``), B for the flips.
+
+    Returns
+    -------
+    array, shape (B, C·H·W)
+    """
+    xp = get_xp(x)
+    B = x.shape[0]
+    C, H, W = (int(n) for n in shape)
+    rows = xp.broadcast_to(xp.arange(H), (B, H))
+    cols = xp.broadcast_to(xp.arange(W), (B, W))
+    if shift:
+        for n, name in ((H, "rows"), (W, "cols")):
+            m = int(shift * n)
+            d = xp.floor(rng.random(B) * (2 * m + 1)).astype(xp.int64) - m
+            moved = xp.clip((rows if name == "rows" else cols) - d[:, None], 0, n - 1)
+            rows, cols = (moved, cols) if name == "rows" else (rows, moved)
+    if flip:
+        cols = xp.where((rng.random(B) < 0.5)[:, None], cols[:, ::-1], cols)  # the moved image
+    img = x.reshape(B, C, H, W)
+    out = img[xp.arange(B)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).reshape(B, C * H * W)
 
 
 def summarize(history: list[dict[str, Any]], cfg: RunConfig) -> dict[str, Any]:

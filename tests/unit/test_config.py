@@ -47,7 +47,7 @@ def test_required_presets_exist():
             r"channel.rule=.magic.: must be one of bp, rbp, srbp, sbp, mixed, cascade, pbp",
         ),
         ({"channel": {"feedback_scale": 0}}, r"channel.feedback_scale=0.0: must be finite and > 0"),
-        ({"data": {"name": "cifar10"}}, r"data.name='cifar10': must be one of mnist"),
+        ({"data": {"name": "cifar100"}}, r"data.name='cifar100': must be one of mnist"),
         (
             {"model": {"sizes": [30, 10]}},
             r"model.sizes=\(30, 10\): data.name=mnist needs 784 inputs",
