@@ -18,9 +18,8 @@ GD for any units). The m^{-1/2} scale: lpfa's net holds W¹ = w/√m, W² = v/�
 C = b/√m, reads the inputs √m·x and learns at η/m; then S¹ = W¹(√m x) = Wx, f = W² σ(S¹), and one
 lpfa step is exactly one GD step of (w, v) in the m^{-1/2} parametrisation (the input scale
 multiplies layer 1's effective rate by m). ℓ2 regularisation λ‖v‖²/2 on v only is
-``weight_decay = [0, m·λ]``. The model has no biases: lpfa's arrays carry them, and they are put
-back to 0 after every update (the updates of W and v are computed with zero biases, so this is
-GD of the bias-free model). Widths m from 5 (< n) to 640 (≫ n), 5 seeds (``--seeds``).
+``weight_decay = [0, m·λ]``. The model has no biases (``model.bias = false``). Widths m from 5
+(< n) to 640 (≫ n), 5 seeds (``--seeds``).
 
 Measured: the training loss vs iteration per width, unit and rule; the fitted rate (−slope of
 ln(loss − floor) over the later half of the points above 1e-11 of the start; floor 0, or the
@@ -44,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import config as C
-from lpfa.dynamics import ExpectedDynamics
+from lpfa.dynamics import ExpectedDynamics, linear_config
 from lpfa.dynamics.measures import alignment_deg
 from lpfa.experiment import EXIT_DIVERGED, out_folder, parser, script
 from lpfa.network import Network
@@ -94,19 +93,10 @@ def kernel_rate(unit: str, x: np.ndarray, draws: int = 100_000) -> float:
 
 def network(m: int, unit: str, rule: str, seeds: int, overrides: list[str]) -> Network:
     """The d-m-1 net holding w/√m, v/√m and feedback b/√m (see the module docstring)."""
-    raw = {
-        "seeds": list(range(seeds)),
-        "data": {"name": "linear-teacher"},  # not read: the design is the training set
-        "model": {
-            "sizes": [DIM, m, 1],
-            "hidden": unit,
-            "output": "linear",
-            "loss": "squared",
-            "dtype": "float64",
-        },
-        "channel": {"rule": rule},
-    }
-    net = Network.build(C.from_dict(C.RunConfig, C.apply_overrides(raw, overrides)))
+    # the design is the training set (the linear teacher's data are not read); no biases
+    cfg = linear_config((DIM, m, 1), rule, seeds=range(seeds), hidden=unit,
+                        model={"bias": False}, overrides=overrides)  # fmt: skip
+    net = Network.build(cfg)
     draws = [np.random.default_rng([s, m]) for s in range(seeds)]
     w = np.stack([g.standard_normal((m, DIM)) for g in draws])
     v = np.stack([g.standard_normal((1, m)) for g in draws])
@@ -135,8 +125,6 @@ def run(m, unit, rule, seeds, steps, overrides, lam: float = 0.0, every: int = E
             cos.append(np.cos(np.radians(angle)) * np.ones(seeds))
         if i < steps:
             ed.step(ETA / m)
-            for layer in net.layers:  # the model has no biases
-                layer.b[...] = 0.0
     norms = np.array(norms)
     return {"loss": np.array(loss), "cos": np.array(cos), "w": norms[:, 0], "v": norms[:, 1]}
 

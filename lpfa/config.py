@@ -402,6 +402,9 @@ class ModelConfig:
     """Fraction of forward synapses present, for every array or one per array (bottom first);
     the others are missing (0, and stay 0). Lillicrap et al.'s sparse network removes 50 % of W
     (hidden → output) only: ``[1.0, 0.5]`` on 784-1000-10."""
+    bias: bool = True
+    """Every array has a bias (S = W x + b, b learning like W); false: none, S = W x (e.g. Song,
+    Xu & Lafferty's two-layer model)."""
     frozen: tuple[int, ...] = ()
     """Arrays (1 = the lowest, input → first hidden) whose synapses are never written: they keep
     their initial weights and biases while the others learn (Baldi et al. §4.2, observation 4)."""

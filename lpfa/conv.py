@@ -321,6 +321,7 @@ class ConvArray(Crossbar):
         output_q=None,
         weight_q=None,
         device=None,
+        bias: bool = True,
         budget: int = PATCH_BUDGET,
     ):
         self.geometry = geometry(in_shape, kernel, stride, padding)
@@ -330,7 +331,14 @@ class ConvArray(Crossbar):
                 f"for in_shape={tuple(in_shape)}, kernel={kernel}"
             )
         super().__init__(
-            W, b, mask, input_q=input_q, output_q=output_q, weight_q=weight_q, device=device
+            W,
+            b,
+            mask,
+            input_q=input_q,
+            output_q=output_q,
+            weight_q=weight_q,
+            device=device,
+            bias=bias,
         )
         self.budget = int(budget)
         self._kept = None  # (image, its patches) from the last read

@@ -32,6 +32,8 @@ class Crossbar:
         Device physics of the array (``model.device``): the initial weights are programmed
         through it, every read (forward and transposed) gets its read noise, every update its
         pulses, bounds and stuck devices, every step its drift (:meth:`tick`). None = ideal.
+    bias : bool
+        False: the array has no bias (``model.bias``): ``b`` stays at its initial zeros.
 
     Notes
     -----
@@ -40,7 +42,18 @@ class Crossbar:
     update of all members are each one GEMM over a (E·n_out, n_in) view of ``W``.
     """
 
-    def __init__(self, W, b, mask=None, *, input_q=None, output_q=None, weight_q=None, device=None):
+    def __init__(
+        self,
+        W,
+        b,
+        mask=None,
+        *,
+        input_q=None,
+        output_q=None,
+        weight_q=None,
+        device=None,
+        bias: bool = True,
+    ):
         if W.ndim != 3 or b.shape != W.shape[:2]:
             raise ValueError(
                 f"W.shape={W.shape}, b.shape={b.shape}: need (E, n_out, n_in), (E, n_out)"
@@ -57,6 +70,7 @@ class Crossbar:
             W = W if mask is None else W * self.mask
         self.W = self.xp.ascontiguousarray(W if weight_q is None else weight_q(W))
         self.b = self.xp.ascontiguousarray(b)
+        self.has_bias = bias  # False: b stays as given (zeros) and learns nothing
         self._vW = None  # momentum buffers, allocated on first use
         self._vb = None
 
@@ -203,7 +217,8 @@ class Crossbar:
                 self.W *= self.mask
         else:
             self.W += dW
-        self.b += db
+        if self.has_bias:
+            self.b += db
         if self.weight_q is not None:
             self.W[...] = self.weight_q(self.W)
 

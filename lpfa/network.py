@@ -145,6 +145,7 @@ class Network:
             f"{kind}_q": quantizer(getattr(m, f"{kind}_format"), m.rounding, rng)
             for kind in ("input", "output", "weight")
         }
+        path["bias"] = m.bias
         maps = conv_shapes(m.input_shape, m.conv) if m.conv else []
         layers, pools, geoms = [], [], []
         for h in range(m.n_layers):

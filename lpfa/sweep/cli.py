@@ -148,16 +148,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def write_block(path: str | Path, name: str, text: str) -> Path:
     """Put ``text`` between ``<!-- lpfa:table NAME -->`` and ``<!-- lpfa:end -->`` in the file
-    at ``path`` (replacing what was there), or write it as the whole file if it has no such
-    markers."""
+    at ``path`` (replacing what was there); a file without those markers gets the block, markers
+    included, appended at its end (what it held is kept), and a new file is the block alone."""
     path = Path(path)
     begin, end = f"<!-- lpfa:table {name} -->", "<!-- lpfa:end -->"
     old = path.read_text() if path.is_file() else ""
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    block = f"{begin}\n{text.rstrip()}\n{end}"
     if pattern.search(old):
-        new = pattern.sub(lambda _: f"{begin}\n{text.rstrip()}\n{end}", old)
-    else:
-        new = text
+        new = pattern.sub(lambda _: block, old)
+    else:  # never replace a document by a table
+        new = (old.rstrip("\n") + "\n\n" if old.strip() else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
     return path

@@ -107,3 +107,19 @@ def test_members_with_their_own_inputs_take_the_step_of_the_batch_not_of_the_ens
     own.step(np.broadcast_to(x, (3, *x.shape)).copy(), t, 0.3)
     for a, b in zip(shared.layers, own.layers, strict=True):
         np.testing.assert_allclose(a.W, b.W, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("rule", ["bp", "rbp", "srbp"])
+def test_arrays_without_bias_keep_it_at_zero_and_learn_as_a_biased_net_reset_to_zero(rule):
+    sizes = (6, 5, 4, 3)
+    free = Network.build(with_model(small_config(sizes, rule), bias=False))
+    reset = Network.build(small_config(sizes, rule))
+    x, t = batch(np, sizes)
+    for _ in range(3):
+        free.step(x, t, 0.3, momentum=0.9)
+        reset.step(x, t, 0.3, momentum=0.9)
+        for layer in reset.layers:  # what an experiment had to do before model.bias
+            layer.b[...] = 0.0
+    for a, b in zip(free.layers, reset.layers, strict=True):
+        assert not a.b.any()
+        np.testing.assert_array_equal(a.W, b.W)

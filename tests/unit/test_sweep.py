@@ -408,6 +408,14 @@ def test_the_paper_table_sets_ours_next_to_the_paper_and_fills_its_markers(tmp_p
     assert text.startswith("intro\n<!-- lpfa:table tiny -->\n| setting")
     assert text.endswith("<!-- lpfa:end -->\noutro\n")
     assert "old" not in text
+    # a document without the markers keeps what it held and gets the block at its end
+    other = tmp_path / "other.md"
+    other.write_text("# Results\nkept\n")
+    write_block(other, "tiny", table)
+    assert (
+        other.read_text()
+        == f"# Results\nkept\n\n<!-- lpfa:table tiny -->\n{table.rstrip()}\n<!-- lpfa:end -->\n"
+    )
 
 
 def test_the_table1_spec_is_valid_and_quick_is_small():
