@@ -184,7 +184,10 @@ def table(results, configs, skipped, where, found) -> str:
             accs[label] = _accuracy(results.runs[label])
         else:
             accs[label] = None
-    epochs = {cfg.train.epochs for cfg in configs.values()}
+    # the epochs the stored runs trained (``--set train.epochs`` included), not the protocol's
+    epochs = {max(r["epoch"] for r in h) for h in results.runs.values() if h} or {
+        cfg.train.epochs for cfg in configs.values()
+    }
     lines = [
         "# The credit-assignment zoo: test accuracy (%), mean ± std (seeds), after "
         f"{'/'.join(map(str, sorted(epochs)))} epochs",
