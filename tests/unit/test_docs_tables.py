@@ -14,6 +14,16 @@ BLOCK = re.compile(r"<!-- lpfa:table (\S+) -->\n(.*?)<!-- lpfa:end -->", re.S)
 # (document, block name) -> (store under docs/data, spec, quick)
 STORED = {
     ("results.md", "baldi2018_table1"): ("baldi2018_table1.sqlite", "baldi2018_table1.toml", False),
+    ("results.md", "baldi2018_fig4_sparse"): (
+        "baldi2018_fig4_sparse.sqlite",
+        "baldi2018_fig4_sparse.toml",
+        False,
+    ),
+    ("results.md", "baldi2018_fig7_error"): (
+        "baldi2018_fig7_error.sqlite",
+        "baldi2018_fig7_error.toml",
+        False,
+    ),
     ("sweeps.md", "baldi2018_table1_quick"): (
         "baldi2018_table1_quick.sqlite",
         "baldi2018_table1.toml",
