@@ -16,10 +16,9 @@ import argparse
 import dataclasses
 import functools
 import sys
-import time
 
 import numpy as np
-from harness import blas_line, cell, interleaved, ratio_cell
+from harness import blas_line, cell, interleaved, ratio_cell, step_time
 
 from lpfa import config as C
 from lpfa.network import Network
@@ -30,17 +29,6 @@ VARIANTS = {
     "error 3-bit": {"error_format": "log:bits=3,alpha=0.125"},
     "error 3-bit, flush": {"error_format": "log:bits=3,alpha=0.125,flush_to_zero=True"},
 }
-
-
-def step_time(net: Network, x, t, seconds: float) -> float:
-    """Mean seconds per step over a window of about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while True:
-        net.step(x, t, 0.01)
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / n
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,12 @@ import argparse
 import dataclasses
 import functools
 import sys
-import time
 
 import numpy as np
-from harness import blas_line, cell, interleaved, ratios
+from harness import blas_line, cell, interleaved, ratios, step_time
 
 from lpfa import config as C
-from lpfa.backend import resolve, to_numpy
+from lpfa.backend import resolve
 from lpfa.network import Network
 from lpfa.threads import set_threads
 
@@ -38,18 +37,6 @@ VARIANTS = {
                                          "read_noise": 0.005},
 }  # fmt: skip
 TARGET = "pulsed + read noise (target)"
-
-
-def step_time(net: Network, x, t, seconds: float) -> float:
-    """Mean seconds per step over a window of about ``seconds`` (device work waited for)."""
-    n, start = 0, time.perf_counter()
-    while True:
-        net.step(x, t, 0.01)
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            to_numpy(net.layers[0].W[0, 0, :1])  # the device's queue is done
-            return (time.perf_counter() - start) / n
 
 
 def main(argv: list[str] | None = None) -> int:

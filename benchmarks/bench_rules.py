@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from harness import blas_line, cell, interleaved, ratio_cell
+from harness import blas_line, cell, interleaved, ratio_cell, step_time
 
 from hwmodels.audit import variant
 from hwmodels.cli import RULE_VARIANTS
@@ -31,17 +31,6 @@ from lpfa.threads import set_threads
 ZOO = ["usf", "frsf", "brsf", "kp", "dkp", "wm", "drtp", "sdfa", "bdfa", "lowrank_rbp",
        "lowrank_srbp"]  # fmt: skip
 REFERENCES = ["bp", "rbp", "srbp"]
-
-
-def step_time(net: Network, x, t, seconds: float) -> float:
-    """Mean seconds per step over a window of about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while True:
-        net.step(x, t, 0.01)
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / n
 
 
 def mirror_time(net: Network, n: int, seconds: float) -> float:

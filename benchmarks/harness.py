@@ -83,3 +83,19 @@ def blas_line() -> str:
         f"{info['blas_architecture']}), {info['threads']} thread(s), "
         f"OPENBLAS_CORETYPE={info['openblas_coretype']}, {usable_cores()} usable core(s)"
     )
+
+
+def step_time(net, x, t, seconds: float, lr: float = 0.01) -> float:
+    """Mean seconds per training step of ``net`` on (x, t) over a window of about ``seconds``;
+    on a device the queue is waited for (one tiny read) before the clock stops."""
+    import time
+
+    from lpfa.backend import to_numpy
+
+    n, start = 0, time.perf_counter()
+    while True:
+        net.step(x, t, lr)
+        n += 1
+        if time.perf_counter() - start >= seconds:
+            to_numpy(net.layers[0].W[0, 0, :1])
+            return (time.perf_counter() - start) / n
