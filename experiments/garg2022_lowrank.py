@@ -45,10 +45,11 @@ import numpy as np
 
 from lpfa import config as C
 from lpfa.data import lowrank_target
-from lpfa.dynamics import ExpectedDynamics, moment_design
+from lpfa.dynamics import ExpectedDynamics, linear_config, moment_design
 from lpfa.dynamics.measures import alignment_deg, linear_cka, subspace_overlap
 from lpfa.experiment import out_folder, parser, script
 from lpfa.network import Network
+from lpfa.report import claims_table
 from lpfa.runfiles import atomic_write_text, check_out, dump_json
 
 LR = 0.1  # η per full-batch iteration; stable for σ_1 = 1 under both rules
@@ -63,19 +64,8 @@ ORTHOGONAL = 0.1  # "almost orthogonal": mean cos² of the principal angles belo
 
 def factor_net(n: int, r: int, rule: str, seeds: int, overrides: list[str]) -> Network:
     """The linear n-r-n network W = W¹, Z = W² of ``rule`` (``--set`` applied), float64."""
-    raw = {
-        "seeds": list(range(seeds)),
-        "data": {"name": "lowrank"},
-        "model": {
-            "sizes": [n, r, n],
-            "hidden": "linear",
-            "output": "linear",
-            "loss": "squared",
-            "dtype": "float64",
-        },
-        "channel": {"rule": rule},
-    }
-    return Network.build(C.from_dict(C.RunConfig, C.apply_overrides(raw, overrides)))
+    cfg = linear_config((n, r, n), rule, seeds=range(seeds), data="lowrank", overrides=overrides)
+    return Network.build(cfg)
 
 
 def target(n: int, k: int, spectrum: str) -> np.ndarray:
@@ -364,15 +354,6 @@ def verdicts(d: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def table(rows) -> str:
-    lines = [
-        "| source claims | quantity | lpfa measured | verdict |",
-        "|---|---|---|---|",
-        *(f"| {a} | {q} | {m} | {v} |" for a, q, m, v in rows),
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def map_table(d: dict) -> str:
     lines = [
         "| spectrum | n | rank Y = k | r | GD error | FA error | optimum | FA / optimum |",
@@ -567,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_results(out, d)
     figures(d, out)
-    text = table(verdicts(d))
+    text = claims_table(verdicts(d))
     atomic_write_text(
         out / "table.md",
         "# Garg & Vempala 2022: random feedback on low-rank factorization\n\n"

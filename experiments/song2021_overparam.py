@@ -47,6 +47,7 @@ from lpfa.dynamics import ExpectedDynamics, linear_config
 from lpfa.dynamics.measures import alignment_deg
 from lpfa.experiment import EXIT_DIVERGED, out_folder, parser, script
 from lpfa.network import Network
+from lpfa.report import claims_table
 from lpfa.runfiles import atomic_write_text, check_out, dump_json
 
 N_POINTS, DIM = 20, 10
@@ -350,15 +351,6 @@ def diverged(d: dict) -> list[tuple[int, float, int, str]]:
     return out
 
 
-def table(rows) -> str:
-    lines = [
-        "| source claims | quantity | lpfa measured | verdict |",
-        "|---|---|---|---|",
-        *(f"| {a} | {q} | {m} | {v} |" for a, q, m, v in rows),
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def figures(d: dict, out: Path) -> None:
     import matplotlib
 
@@ -502,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_results(out, d)
     figures(d, out)
-    text = table(verdicts(d))
+    text = claims_table(verdicts(d))
     atomic_write_text(
         out / "table.md",
         "# Song, Xu & Lafferty 2021: convergence and alignment of FA, two-layer nets\n\n" + text,

@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "BOOKKEEPING",
+    "claims_table",
     "comparison_table",
     "final_rows",
     "mean_std",
@@ -211,3 +212,13 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
                             parsed[k] = v
             out.append(parsed)
     return out
+
+
+def claims_table(rows: Sequence[tuple[str, str, str, str]]) -> str:
+    """A markdown table of (what the source claims, the quantity, what lpfa measured, verdict)."""
+    lines = [
+        "| source claims | quantity | lpfa measured | verdict |",
+        "|---|---|---|---|",
+        *(f"| {a} | {q} | {m} | {v} |" for a, q, m, v in rows),
+    ]
+    return "\n".join(lines) + "\n"

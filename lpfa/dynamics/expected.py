@@ -40,16 +40,17 @@ def linear_config(
     *,
     seeds: Sequence[int] = (0,),
     hidden: str = "linear",
+    data: str = "linear-teacher",
     channel: dict | None = None,
     model: dict | None = None,
     overrides: Sequence[str] = (),
 ) -> C.RunConfig:
     """The small chains of the theory: linear (or ``hidden``) units, linear output, squared loss,
-    float64, on the linear teacher; ``channel`` and ``model`` add fields, ``overrides`` are
-    ``--set`` strings applied last."""
+    float64, on the linear teacher (or the task ``data``); ``channel`` and ``model`` add fields,
+    ``overrides`` are ``--set`` strings applied last."""
     raw = {
         "seeds": list(seeds),
-        "data": {"name": "linear-teacher"},
+        "data": {"name": data},
         "model": {
             "sizes": list(sizes),
             "hidden": hidden,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lpfa import config as C
-from lpfa.dynamics import ExpectedDynamics, moment_design
+from lpfa.dynamics import ExpectedDynamics, linear_config, moment_design
 from lpfa.dynamics.chains import (
     a1n1_constants,
     a1n1_fixed_point,
@@ -71,25 +71,10 @@ def chain(a1, a2, c1=C1, seeds=None):
 
 def network(sizes, *, rule="srbp", hidden="linear", E=1, fprime=True, mu=1.0, seed=0):
     """lpfa's float64 network of ``sizes`` (linear output, squared loss) with E members."""
-    channel = {"rule": rule} if rule == "bp" else {"rule": rule, "fprime": fprime}
-    return Network.build(
-        C.from_dict(
-            C.RunConfig,
-            {
-                "seeds": [seed + m for m in range(E)],
-                "data": {"name": "linear-teacher"},
-                "model": {
-                    "sizes": list(sizes),
-                    "hidden": hidden,
-                    "output": "linear",
-                    "loss": "squared",
-                    "dtype": "float64",
-                    "power_exponent": mu,
-                },
-                "channel": channel,
-            },
-        )
-    )
+    channel = {} if rule == "bp" else {"fprime": fprime}
+    cfg = linear_config(sizes, rule, seeds=[seed + m for m in range(E)], hidden=hidden,
+                        channel=channel, model={"power_exponent": mu})  # fmt: skip
+    return Network.build(cfg)
 
 
 def simulate(net, draw, teacher, *, eta=1e-2, batch=50, steps=5000, seed=7):

@@ -7,7 +7,7 @@ import pytest
 from lpfa import config as C
 from lpfa.config import ConfigError
 from lpfa.data import load, lowrank_target
-from lpfa.dynamics import ExpectedDynamics, moment_design
+from lpfa.dynamics import ExpectedDynamics, linear_config, moment_design
 from lpfa.network import Network
 
 
@@ -16,19 +16,7 @@ def lowrank(**kw):
 
 
 def factor_net(n, r, rule, seeds=(0, 1, 2)):
-    raw = {
-        "seeds": list(seeds),
-        "data": {"name": "lowrank"},
-        "model": {
-            "sizes": [n, r, n],
-            "hidden": "linear",
-            "output": "linear",
-            "loss": "squared",
-            "dtype": "float64",
-        },
-        "channel": {"rule": rule},
-    }
-    return Network.build(C.from_dict(C.RunConfig, raw))
+    return Network.build(linear_config((n, r, n), rule, seeds=seeds, data="lowrank"))
 
 
 def test_the_data_are_t_equals_y_x_with_the_configured_shapes():
