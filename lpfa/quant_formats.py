@@ -937,7 +937,12 @@ def _dynamic_scale(x: Any, mode: DynamicScale, top: float) -> Any:
         m = xp.max(a, axis=tuple(range(1, x.ndim)), keepdims=True)
     else:
         m = xp.max(a)
-    s = m / x.dtype.type(top)
+    top = x.dtype.type(top)
+    s = m / top
+    # a peak near the dtype's largest finite value: top·s can round past it to inf, so the largest
+    # code would dequantize to inf; one step smaller keeps every output finite and within the peak
+    with np.errstate(over="ignore"):
+        s = xp.where(xp.isfinite(s * top), s, s * x.dtype.type(1 - 2.0**-20))
     return xp.where(s > 0, s, x.dtype.type(1)).astype(x.dtype)
 
 

@@ -710,3 +710,13 @@ def test_quantizer_is_a_frozen_object_equal_to_quantize():
     assert quantizer(Sign(), "stochastic", np.random.default_rng(0)).keeps_zero is False
     with pytest.raises(ValueError, match="rng=None: rounding=stochastic needs a generator"):
         quantizer("fixed:bits=4,step=0.25", "stochastic")
+
+
+def test_a_dynamic_scale_at_the_largest_float32_stays_finite():
+    # the peak / top step rounded so that top · step overflowed: the largest code became inf
+    from lpfa.quant import parse_format, quantize
+
+    x = np.array([np.finfo(np.float32).max, -1.0], dtype=np.float32)
+    out = quantize(x, parse_format("fixed:bits=6,full_scale=per_tensor"))
+    assert np.isfinite(out).all()
+    assert abs(float(out[0])) <= float(x[0])
