@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "BACKENDS",
     "RuntimeRandom",
+    "add_product",
     "cupy_available",
     "device_module",
     "device_rng",
@@ -90,6 +91,70 @@ def is_host(xp: ModuleType) -> bool:
     """Whether arrays of ``xp`` live in host memory (numpy), so that reading their values on the
     host (a data-dependent shape, a Python scalar) costs no device synchronisation."""
     return xp is np
+
+
+def _blas_operand(m: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """``m`` as a Fortran-ordered BLAS operand and its trans flag (op(a) = m), or None when it is
+    neither C- nor F-contiguous (BLAS would need a copy)."""
+    if m.flags.f_contiguous:
+        return m, 0
+    if m.flags.c_contiguous:
+        return m.T, 1
+    return None
+
+
+def add_product(c, a, b, *, beta: float = 1.0):
+    """c ← beta · c + a @ b in place, for 2-D ``c`` (m, n), ``a`` (m, k), ``b`` (k, n); returns c.
+
+    On the host, for float32 and float64 arrays with C-contiguous ``c``, this is one BLAS GEMM
+    that accumulates into ``c`` itself (``scipy.linalg.blas``, β = ``beta``): no (m, n)
+    temporary is written and no separate pass adds it. It is the sum ``c *= beta; c += a @ b``
+    computes, to rounding: BLAS may pick another kernel (and scipy ships its own OpenBLAS) for
+    β ≠ 0, so the last bits can differ from numpy's product. Elsewhere (CuPy, other dtypes,
+    strided views, wrapped arrays such as the audit's traced ones) it is that two-pass
+    expression.
+    """
+    gemm = None
+    plain = all(type(m) is np.ndarray for m in (c, a, b))  # not a subclass or a traced wrapper
+    if plain and c.flags.c_contiguous and a.dtype == b.dtype == c.dtype:
+        gemm = _GEMM.get(c.dtype.char)
+        if gemm is None and c.dtype.char in "fd":
+            gemm = _GEMM.setdefault(c.dtype.char, _scipy_gemm(c.dtype.char))
+    if gemm is not None and c.size:
+        # C-ordered c is F-ordered cᵀ (n, m): cᵀ ← β cᵀ + bᵀ aᵀ, with op() flags instead of copies
+        opa, opb = _blas_operand(b.T), _blas_operand(a.T)
+        if opa is not None and opb is not None:
+            gemm(1.0, opa[0], opb[0], beta, c.T, trans_a=opa[1], trans_b=opb[1], overwrite_c=1)
+            return c
+    if beta != 1.0:
+        c *= beta
+    c += a @ b
+    return c
+
+
+_GEMM: dict[str, Any] = {}  # dtype char -> scipy.linalg.blas gemm, imported on first use
+
+
+def _scipy_gemm(char: str):
+    """scipy's ?gemm for dtype char ``char``, its BLAS limited to the threads numpy's BLAS has.
+
+    scipy links its own BLAS, loaded here on first use, after :func:`lpfa.threads.set_threads`
+    limited the libraries loaded before it; the limit is carried over so that a pool worker's
+    one thread stays one thread.
+    """
+    from scipy.linalg import blas
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = {p["filepath"] for p in threadpool_info()}
+    gemm = getattr(blas, {"f": "sgemm", "d": "dgemm"}[char])
+    pools = threadpool_info()
+    numpy_threads = [p["num_threads"] for p in pools if "numpy" in p["filepath"]]
+    if numpy_threads:
+        for p in pools:
+            if p["filepath"] not in before and p["user_api"] == "blas":
+                threadpool_limits(limits=numpy_threads[0], user_api="blas")
+                break
+    return gemm
 
 
 def cupy_available() -> bool:

@@ -8,9 +8,47 @@ is the separate, explicitly named :meth:`Crossbar.transport`, so that whoever us
 
 from types import ModuleType
 
-from lpfa.backend import get_xp, is_host
+from lpfa.backend import add_product, get_xp, is_host
 
-__all__ = ["Crossbar", "FeedbackArray"]
+__all__ = ["Crossbar", "FeedbackArray", "outer_sum"]
+
+
+# Below this many synapses per update (1 MiB of float32) the two-pass product is as fast or
+# faster (a BLAS call through scipy costs a few microseconds more than numpy's matmul, and the
+# temporary is small); above it, the product accumulated in place saves the temporary (100 MB
+# for 32 members of a 784-1000 layer) and its pass: benchmarks/bench_train.py, "update" rows.
+FUSED_MIN = 1 << 18
+
+
+def outer_sum(target, post, pre, *, beta: float = 1.0):
+    """target ← beta · target + Σ_b post_bᵀ ⊗ pre_b for every member, in place; returns target.
+
+    ``target`` (E, n_out, n_in), ``post`` (E, B, n_out), ``pre`` (E, B, n_in) or (B, n_in) when
+    the members share it (then all members' products are one GEMM over a (E·n_out, n_in) view).
+    For large arrays (:data:`FUSED_MIN`) each product accumulates into ``target`` itself
+    (:func:`lpfa.backend.add_product`: no temporary, no separate pass adding it), which is what
+    a crossbar's local update is: every synapse adds its own row × column product.
+    """
+    xp = get_xp(target, post, pre)
+    E, n_out, n_in = target.shape
+    fused = target.size >= FUSED_MIN
+    if pre.ndim == 2:
+        rows = post.transpose(1, 0, 2).reshape(post.shape[1], E * n_out)
+        flat = target.reshape(E * n_out, n_in)
+        if fused:
+            add_product(flat, rows.T, pre, beta=beta)
+            return target
+        product = (rows.T @ pre).reshape(E, n_out, n_in)
+    elif fused:
+        for e in range(E):
+            add_product(target[e], post[e].T, pre[e], beta=beta)
+        return target
+    else:
+        product = xp.matmul(post.transpose(0, 2, 1), pre)
+    if beta != 1.0:
+        target *= beta
+    target += product
+    return target
 
 
 class Crossbar:
@@ -152,12 +190,23 @@ class Crossbar:
             self.apply(dW / n, db / n, lr, weight_decay=weight_decay, momentum=momentum)
             return
         post = post * scale  # scale the small signal, not the large outer product
-        if pre.ndim == 2:
-            dW = post.transpose(1, 0, 2).reshape(batch, E * n_out).T @ pre
-            dW = dW.reshape(E, n_out, n_in)
+        db = post.sum(axis=1)
+        physical = self.device is not None and self.device.active
+        if weight_decay or self.mask is not None or physical:  # the change itself is needed
+            dW = outer_sum(self.xp.zeros_like(self.W), post, pre)
+            self.apply(dW, db, lr, weight_decay=weight_decay, momentum=momentum)
+            return
+        # the product accumulates into W itself, or into the momentum buffer v ← μ v + ΔW
+        if momentum:
+            self._momentum_buffers()
+            outer_sum(self._vW, post, pre, beta=momentum)
+            self._vb *= momentum
+            self._vb += db
+            self.W += self._vW
+            db = self._vb
         else:
-            dW = self.xp.matmul(post.transpose(0, 2, 1), pre)
-        self.apply(dW, post.sum(axis=1), lr, weight_decay=weight_decay, momentum=momentum)
+            outer_sum(self.W, post, pre)
+        self._finish(db)
 
     def _quantized_sum(self, post, pre, q, budget: int | None = None):
         """Σ_b q(post_b ⊗ pre_b) and Σ_b q(post_b), in chunks of at most ``budget`` elements.
@@ -201,9 +250,7 @@ class Crossbar:
         if weight_decay:
             dW = dW - (lr * weight_decay) * self.W
         if momentum:
-            if self._vW is None:
-                self._vW = self.xp.zeros_like(self.W)
-                self._vb = self.xp.zeros_like(self.b)
+            self._momentum_buffers()
             self._vW *= momentum
             self._vW += dW
             self._vb *= momentum
@@ -217,6 +264,15 @@ class Crossbar:
                 self.W *= self.mask
         else:
             self.W += dW
+        self._finish(db)
+
+    def _momentum_buffers(self) -> None:
+        if self._vW is None:
+            self._vW = self.xp.zeros_like(self.W)
+            self._vb = self.xp.zeros_like(self.b)
+
+    def _finish(self, db) -> None:
+        """The bias change, and the conductances back onto the weight format."""
         if self.has_bias:
             self.b += db
         if self.weight_q is not None:
@@ -288,7 +344,11 @@ class FeedbackArray:
         """Adaptive feedback, local to each feedback synapse: C += scale · signalᵀ activity
         − decay · C (the decay computed as :meth:`lpfa.crossbar.Crossbar.apply` does for W, so
         that equal updates and decays keep C and W equal to the bit: Kolen-Pollack)."""
-        self._add((signal * scale).transpose(0, 2, 1) @ activity, decay)
+        signal = signal * scale
+        if not decay and (self.device is None or not self.device.active):
+            outer_sum(self.C, signal, activity)  # into C itself, as Crossbar.update into W
+            return
+        self._add(outer_sum(get_xp(self.C).zeros_like(self.C), signal, activity), decay)
 
     def _add(self, dC, decay: float) -> None:
         """C += dC − decay · C, as pulses where the array has device physics."""

@@ -101,3 +101,62 @@ def test_runs_record_the_device_module_they_ran_on(xp):
         assert "cupy" not in rec
     else:
         assert rec["cupy"] == xp.__version__
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("beta", [1.0, 0.9])
+def test_add_product_accumulates_in_place_as_the_two_pass_sum(xp, dtype, beta):
+    rng = np.random.default_rng(3)
+    c0, a0, b0 = (rng.standard_normal(s).astype(dtype) for s in [(30, 40), (30, 25), (25, 40)])
+    want = beta * c0.astype("float64") + a0.astype("float64") @ b0.astype("float64")
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    # operands C-ordered, transposed views (F-ordered) and a strided view: all the same sum
+    for a, b in [(a0, b0), (np.asfortranarray(a0), np.asfortranarray(b0)), (a0, b0[:, ::1])]:
+        c = xp.asarray(c0.copy())
+        out = backend.add_product(c, xp.asarray(a), xp.asarray(b), beta=beta)
+        assert out is c  # in place
+        np.testing.assert_allclose(backend.to_numpy(c), want, rtol=tol, atol=tol * 30)
+
+
+def test_add_product_leaves_wrapped_arrays_to_their_own_operators():
+    class Tagged(np.ndarray):  # a subclass must keep its type through the update
+        pass
+
+    c = np.zeros((3, 4)).view(Tagged)
+    backend.add_product(c, np.ones((3, 2)), np.ones((2, 4)))
+    assert type(c) is Tagged and (np.asarray(c) == 2).all()
+
+
+def test_outer_sum_fused_and_two_pass_agree_for_shared_and_own_inputs(xp):
+    from lpfa.crossbar import FUSED_MIN, outer_sum
+
+    rng = np.random.default_rng(4)
+    for n_out, n_in in [(6, 5), (600, 500)]:  # under and over FUSED_MIN synapses
+        assert (2 * n_out * n_in >= FUSED_MIN) == (n_out == 600)
+        W0 = rng.standard_normal((2, n_out, n_in)).astype("float32")
+        post = rng.standard_normal((2, 7, n_out)).astype("float32")
+        for pre in (rng.standard_normal((7, n_in)), rng.standard_normal((2, 7, n_in))):
+            pre = pre.astype("float32")
+            pre_e = np.broadcast_to(pre, (2, 7, n_in))
+            want = 0.5 * W0 + np.einsum("ebo,ebi->eoi", post, pre_e, dtype="float64")
+            W = xp.asarray(W0.copy())
+            outer_sum(W, xp.asarray(post), xp.asarray(pre), beta=0.5)
+            np.testing.assert_allclose(backend.to_numpy(W), want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_fused_update_keeps_the_thread_limit_of_numpys_blas():
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from lpfa.threads import set_threads
+        from lpfa.crossbar import outer_sum
+        set_threads(1)
+        W = np.zeros((1, 1000, 800), np.float32)
+        outer_sum(W, np.ones((1, 4, 1000), np.float32), np.ones((4, 800), np.float32))
+        assert W[0, 0, 0] == 4
+        print(sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[1]"
