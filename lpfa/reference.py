@@ -55,6 +55,30 @@ def _sections() -> list[tuple[str, type]]:
     return [("", RunConfig)] + [(n, tp) for n, tp in tables if dataclasses.is_dataclass(tp)]
 
 
+def _table_class(tp: Any) -> type | None:
+    """The dataclass a field's type holds as a TOML table (``X | None``, ``tuple[X, ...]``)."""
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t) and isinstance(t, type):
+            return t
+    return None
+
+
+def _nested() -> dict[type, list[str]]:
+    """The tables inside the sections (device physics, conv layers): class -> TOML paths,
+    ``[[model.conv]]`` for an array of tables, in the order they first appear."""
+    found: dict[type, list[str]] = {}
+    for name, cls in _sections()[1:]:
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            inner = _table_class(tp)
+            if inner is not None:
+                many = typing.get_origin(tp) is tuple
+                found.setdefault(inner, []).append(
+                    f"[[{name}.{f.name}]]" if many else f"[{name}.{f.name}]"
+                )
+    return found
+
+
 def _toml(value: Any) -> str:
     """A value as it is written in a TOML config."""
     if value is None:
@@ -72,6 +96,12 @@ def _toml(value: Any) -> str:
 
 def _type(tp: Any) -> str:
     """A field's type in TOML words; enums link to their list of values."""
+    inner = _table_class(tp)
+    if inner is not None:
+        kind = "array of tables" if typing.get_origin(tp) is tuple else "table"
+        link = f"{kind} [`{inner.__name__}`](#{inner.__name__.lower()})"
+        none = type(None) in typing.get_args(tp)
+        return link + (" or none" if none else "")
     if typing.get_origin(tp) in (types.UnionType, typing.Union):
         args = typing.get_args(tp)
         named = " or ".join(_type(a) for a in args if a is not type(None))
@@ -93,7 +123,7 @@ def _markdown(text: str) -> str:
 def _enums() -> list[type[enum.Enum]]:
     """The named types (enums) the config fields use, in the order they first appear."""
     seen: list[type[enum.Enum]] = []
-    for _, cls in _sections():
+    for cls in [c for _, c in _sections()] + list(_nested()):
         for tp in typing.get_type_hints(cls).values():
             for t in (tp, *typing.get_args(tp)):
                 if isinstance(t, type) and issubclass(t, enum.Enum) and t not in seen:
@@ -196,24 +226,37 @@ def reference() -> str:
         "set: minutes to hours. `lpfa train` prints these lines for every section a config "
         "leaves out; `configs/quickstart.toml` is a run of a few seconds.",
     ]
-    for name, cls in _sections():
+    sections = [(f"[{n}]" if n else "Top level", cls, "") for n, cls in _sections()]
+    for cls, paths in _nested().items():
+        anchor = f'<a id="{cls.__name__.lower()}"></a>'
+        sections.append((f"{', '.join(paths)}: {cls.__name__}", cls, anchor))
+    for title, cls, anchor in sections:
         hints = typing.get_type_hints(cls)
         docs = field_docs(cls)
-        title = f"[{name}]" if name else "Top level"
-        parts += ["", f"## {title}", "", _markdown(inspect.cleandoc(cls.__doc__ or "")), ""]
+        parts += ["", f"## {title}", *([anchor] if anchor else []), ""]
+        parts += [_markdown(inspect.cleandoc(cls.__doc__ or "")), ""]
         parts += ["| field | type | default | meaning |", "|---|---|---|---|"]
         for f in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[f.name]):
                 continue
-            default = getattr(cls(), f.name)
+            default = _default(f)
             parts.append(
-                f"| `{f.name}` | {_type(hints[f.name])} | `{_toml(default)}` "
+                f"| `{f.name}` | {_type(hints[f.name])} | `{default}` "
                 f"| {_markdown(docs[f.name])} |"
             )
     parts += ["", "## Named values"]
     for tp in _enums():
         parts += ["", f"### {tp.__name__}", "", _enum_doc(tp)]
     return "\n".join(parts) + "\n"
+
+
+def _default(f: dataclasses.Field) -> str:
+    """A field's default as TOML, or "(required)"."""
+    if f.default is not dataclasses.MISSING:
+        return _toml(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return _toml(f.default_factory())
+    return "(required)"
 
 
 if __name__ == "__main__":

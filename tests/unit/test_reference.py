@@ -50,3 +50,18 @@ def test_describe_names_the_fields_that_differ_from_their_defaults():
     ch = C.ChannelConfig(rule=C.Rule.RBP, dropout=0.1, fprime=False)
     assert describe("channel", ch) == "rule rbp, fprime=false, dropout=0.1"
     assert describe("train", C.TrainConfig(epochs=1)) == "1 epoch, batch 100, lr 0.1"
+
+
+def test_tables_inside_sections_get_their_own_reference():
+    import dataclasses
+
+    from lpfa.config import ConvLayerConfig, DeviceConfig
+
+    text = reference()
+    assert "## [model.device], [channel.device]: DeviceConfig" in text
+    assert "## [[model.conv]]: ConvLayerConfig" in text
+    for cls in (DeviceConfig, ConvLayerConfig):
+        for f in dataclasses.fields(cls):
+            assert f"| `{f.name}` |" in text.split(f": {cls.__name__}\n", 1)[1]
+    assert "| `channels` | integer | `(required)` |" in text  # no default: said so
+    assert "table [`DeviceConfig`](#deviceconfig) or none" in text  # the field links to it
