@@ -583,6 +583,59 @@ def report(rates, faults, args, flops: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+# run in a fresh process, so that its ru_maxrss is the peak of one case alone
+_PEAK_CASE = """
+import resource, sys
+sys.path.insert(0, {here!r})
+import numpy as np
+import bench_train as b
+from lpfa.training import evaluate
+net = b.Network.build(b.run_config(b.NETS[{key!r}], b.Rule.RBP, tuple(range({members}))))
+data = b.batches("random", np.random.default_rng(0))
+for x, t, _ in data[:5]:
+    net.step(x, t, b.LR)
+x, t, y = (np.concatenate(a) for a in zip(*data))
+evaluate(net, x, t, y, net.model.loss)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(nets: Sequence[str]) -> str:
+    """Peak resident memory (``ru_maxrss``), as lines of the report: of this process, and of a
+    fresh process per net and ensemble size (E = 1 and ``N_ENSEMBLE``, FA) that builds the
+    network, takes 5 steps and evaluates the 2000 pooled examples; per member, the growth from
+    E = 1 to ``N_ENSEMBLE`` over the added members (what one more seed costs)."""
+    if resource is None:
+        return "peak RSS: not measured (no resource module on this system)"
+    import subprocess
+
+    here = str(Path(__file__).resolve().parent)
+    mib = 1024  # ru_maxrss is in KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / mib
+    lines = [
+        f"Peak RSS: this benchmark {own:.0f} MiB; a fresh process per case (imports, build, "
+        "5 FA steps, evaluation of 2000 examples):"
+    ]
+    for key in nets:
+        peaks = {}
+        for members in (1, N_ENSEMBLE):
+            code = _PEAK_CASE.format(here=here, key=key, members=members)
+            run = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=False
+            )
+            if run.returncode == 0:
+                peaks[members] = int(run.stdout.split()[-1]) / mib
+        if len(peaks) < 2:
+            lines.append(f"  {NETS[key].label}: not measured (the case failed)")
+            continue
+        per = (peaks[N_ENSEMBLE] - peaks[1]) / (N_ENSEMBLE - 1)
+        lines.append(
+            f"  {NETS[key].label}: E = 1 {peaks[1]:.0f} MiB, E = {N_ENSEMBLE} "
+            f"{peaks[N_ENSEMBLE]:.0f} MiB, {per:.1f} MiB per member"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, help="time per configuration per block (default 0.5)")
@@ -660,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     rates, faults = run_blocks(groups, args.blocks, args.seconds)
     print(f"measured for {time.perf_counter() - started:.0f} s\n")
     print(report(rates, faults, args, flops))
+    print(peak_memory(args.nets))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {

@@ -68,7 +68,7 @@ def load_batch(cfg, source: str = "data") -> tuple[np.ndarray, np.ndarray, int]:
     sizes, dtype, B = tuple(cfg.model.layer_sizes), cfg.model.dtype, cfg.train.batch_size
     if source == "data":
         ds = load_cached(cfg.data, sizes, dtype)
-        return ds.x_train[:B], ds.t_train[:B], len(ds.x_train)
+        return ds.inputs(ds.x_train[:B]), ds.t_train[:B], len(ds.x_train)
     if source != "random":
         raise ValueError(f"source={source!r}: must be 'data' or 'random'")
     rng = np.random.default_rng(0)

@@ -46,31 +46,58 @@ def pinv_feedback(C):
     return xp.linalg.pinv(C).transpose(0, 2, 1)
 
 
-def alignment(net, x, t) -> dict[str, np.ndarray]:
+def alignment(net, x, t, chunk: int | None = None) -> dict[str, np.ndarray]:
     """All diagnostics on the probe batch ``x`` (B, N_0), ``t`` (B, N_L): name -> (E,) array.
 
     Observes only: runs inside :meth:`lpfa.network.Network.observing`, so its random draws
     (dropout, redrawn feedback, stochastic rounding) come from the diagnostic stream and the run
-    trains exactly as it would unmeasured.
+    trains exactly as it would unmeasured. ``chunk``: examples per forward pass (default all);
+    the per-example means are summed over chunks, so the memory is bounded by the chunk and the
+    result does not depend on it (beyond rounding, and the diagnostic draws' shapes).
     """
     with net.observing():
-        return _alignment(net, x, t)
+        return _alignment(net, x, t, x.shape[0] if chunk is None else max(1, int(chunk)))
 
 
-def _alignment(net, x, t) -> dict[str, np.ndarray]:
+def _alignment(net, x, t, chunk: int) -> dict[str, np.ndarray]:
     L = len(net.layers)
     E = net.n_members
     nan = np.full(E, np.nan)
-    outs = net.forward(x)
-    rule = net.deltas(outs, t)[:-1]
-    bp = net.deltas(outs, t, Channel.backprop(L))[:-1]
-    pbp = net.deltas(outs, t, Channel.pseudobackprop(L))[:-1]
+    top = net.channel.feedback.get((L, L - 1))
+    sums: dict[str, tuple] = {}  # key -> (Σ, count) over the chunks; None: not defined
+
+    def add(key, total, count):
+        if key not in sums or sums[key] is not None:
+            old = sums.get(key, (0, 0))
+            sums[key] = (old[0] + total, old[1] + count)
+
+    for i in range(0, x.shape[0], chunk):
+        xb, tb = x[i : i + chunk], t[i : i + chunk]
+        outs = net.forward(xb)
+        rule = net.deltas(outs, tb)[:-1]
+        bp = net.deltas(outs, tb, Channel.backprop(L))[:-1]
+        pbp = net.deltas(outs, tb, Channel.pseudobackprop(L))[:-1]
+        for h in range(1, L):
+            r = rule[h - 1]
+            if r is None or hasattr(r, "dW"):
+                sums[f"angle_{h}"] = sums[f"angle_pbp_{h}"] = None
+                continue
+            add(f"angle_{h}", *metrics.angle_sums(r, bp[h - 1]))
+            add(f"angle_pbp_{h}", *metrics.angle_sums(r, pbp[h - 1]))
+        if top is not None:
+            e = tb - outs[-1]
+            moved = (e @ top.C) @ net.layers[-1].W.transpose(0, 2, 1)  # (W B e)ᵀ per example
+            add("ewbe_pos", ((moved * e).sum(-1) > 0).sum(-1), e.shape[-2])
     res: dict[str, np.ndarray] = {}
     for h in range(1, L):
-        r = rule[h - 1]
-        usable = r is not None and not hasattr(r, "dW")
-        res[f"angle_{h}"] = to_numpy(metrics.angle_deg(r, bp[h - 1])) if usable else nan
-        res[f"angle_pbp_{h}"] = to_numpy(metrics.angle_deg(r, pbp[h - 1])) if usable else nan
+        for key in (f"angle_{h}", f"angle_pbp_{h}"):
+            s = sums.get(key)
+            if s is None:
+                res[key] = nan
+            else:
+                total, count = s
+                xp = get_xp(total)  # the mean on the device: one transfer per diagnostic
+                res[key] = to_numpy(xp.where(count > 0, total / xp.maximum(count, 1), xp.nan))
     for h in range(1, L):
         fb = net.channel.feedback.get((h + 1, h))
         W = net.layers[h].W
@@ -78,11 +105,9 @@ def _alignment(net, x, t) -> dict[str, np.ndarray]:
         res[f"angle_wbpinv_{h}"] = (
             nan if fb is None else to_numpy(vector_angle_deg(W, pinv_feedback(fb.C)))
         )
-    top = net.channel.feedback.get((L, L - 1))
     if top is None:
         res["ewbe_pos"] = nan
     else:
-        e = t - outs[-1]
-        moved = (e @ top.C) @ net.layers[-1].W.transpose(0, 2, 1)  # (W B e)ᵀ per example
-        res["ewbe_pos"] = to_numpy(((moved * e).sum(-1) > 0).mean(-1))
+        total, count = sums["ewbe_pos"]
+        res["ewbe_pos"] = to_numpy(total) / count
     return res

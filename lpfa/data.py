@@ -29,6 +29,7 @@ from lpfa.config import DataConfig, Spectrum
 __all__ = [
     "DataError",
     "Dataset",
+    "as_inputs",
     "data_home",
     "load",
     "load_cached",
@@ -296,12 +297,40 @@ def load_cifar10() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_train, y_train, x_test.reshape(-1, 3, 32, 32), y_test
 
 
+def as_inputs(x, scale: float | None, dtype):
+    """Stored input rows as the model reads them: ``x.astype(dtype) * scale``, or ``x`` itself
+    when ``scale`` is None (rows stored as floats already).
+
+    The one home of the conversion: the image sets are kept as their pixel bytes and converted
+    per minibatch and per evaluation chunk, on whichever backend holds ``x``, and the result is
+    bit for bit the rows a whole-set conversion gives (one float rounding per element, whatever
+    rows are converted together).
+
+    Parameters
+    ----------
+    x : array, shape (n, N_0), uint8 (or any dtype when ``scale`` is None), numpy or CuPy
+    scale : float or None
+        The value of one step of the stored integers (1/255 for pixels), rounded to ``dtype``.
+    dtype : str or dtype
+
+    Returns
+    -------
+    array, shape (n, N_0), of ``dtype`` (a new array), or ``x`` when ``scale`` is None
+    """
+    if scale is None:
+        return x
+    dtype = np.dtype(dtype)
+    return x.astype(dtype) * dtype.type(scale)  # a host scalar: no transfer on a device
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Inputs, targets and (for classification) labels, on the host.
 
-    ``x_*`` (n, N_0) float, ``t_*`` (n, N_L) float targets (one-hot for classification),
-    ``y_*`` (n,) int labels or None for regression tasks.
+    ``x_*`` (n, N_0) stored inputs: the image sets' pixel bytes (uint8, ``scale`` 1/255), the
+    synthetic tasks' float rows (``scale`` None); :meth:`inputs` turns rows of them into the
+    model's inputs. ``t_*`` (n, N_L) float targets (one-hot for classification) of the model's
+    dtype, ``y_*`` (n,) int labels or None for regression tasks.
     """
 
     name: str
@@ -311,11 +340,24 @@ class Dataset:
     x_test: np.ndarray
     t_test: np.ndarray
     y_test: np.ndarray | None
+    scale: float | None = None
+    """Value of one step of the stored inputs (1/255 for pixel bytes); None: ``x_*`` are the
+    inputs themselves."""
 
     @property
     def classification(self) -> bool:
         """True if the task has labels (accuracy is defined)."""
         return self.y_train is not None
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float type of the model inputs and targets (that of ``t_train``)."""
+        return self.t_train.dtype
+
+    def inputs(self, x):
+        """Rows ``x`` of ``x_train`` / ``x_test`` (a slice or a gathered batch, numpy or CuPy)
+        as model inputs of :attr:`dtype`: :func:`as_inputs` with this set's ``scale``."""
+        return as_inputs(x, self.scale, self.dtype)
 
 
 # examples in the training and test sets of each data set when n_train / n_test are None
@@ -409,8 +451,14 @@ def _teacher(cfg: DataConfig, sizes: tuple[int, ...], dtype: str) -> Dataset:
     return Dataset(cfg.name, x[:n_train], y[:n_train], None, x[n_train:], y[n_train:], None)
 
 
+def _first(a: np.ndarray, n: int | None) -> np.ndarray:
+    """The first ``n`` rows of ``a`` (None: all); a cut is copied, so it does not keep the whole
+    decompressed file alive."""
+    return a if n is None or n >= len(a) else a[:n].copy()
+
+
 def load(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dataset:
-    """The data set a run asks for, as host arrays of ``dtype``.
+    """The data set a run asks for, as host arrays.
 
     Parameters
     ----------
@@ -418,25 +466,31 @@ def load(cfg: DataConfig, sizes: tuple[int, ...], dtype: str = "float32") -> Dat
     sizes : tuple of int
         The model's layer sizes (the linear teacher takes its input and output sizes from them).
     dtype : str
+        Float type of the targets and of the inputs :meth:`Dataset.inputs` makes.
 
-    The image sets' pixels are scaled to [0, 1]; images are rows (n, C·H·W), CIFAR-10's of 3072.
+    The image sets keep their pixels as uint8 (a quarter of float32's memory, and of a device
+    transfer) with ``scale`` 1/255: :meth:`Dataset.inputs` gives the pixels in [0, 1]; images
+    are rows (n, C·H·W), CIFAR-10's of 3072. The synthetic tasks' inputs are floats of
+    ``dtype``.
     """
     if cfg.name in ("linear-teacher", "tanh-teacher", "lowrank"):
         return _teacher(cfg, sizes, dtype)
     xtr, ytr, xte, yte = load_cifar10() if cfg.name == "cifar10" else load_idx(cfg.name)
-    xtr, ytr = xtr[: cfg.n_train], ytr[: cfg.n_train]
-    xte, yte = xte[: cfg.n_test], yte[: cfg.n_test]
+    xtr, ytr, xte, yte = (
+        _first(a, n)
+        for a, n in ((xtr, cfg.n_train), (ytr, cfg.n_train), (xte, cfg.n_test), (yte, cfg.n_test))
+    )
     # CIFAR-10's images become rows of 3072 in (channel, row, column) order (lpfa.conv.unflatten)
     xtr, xte = xtr.reshape(len(xtr), -1), xte.reshape(len(xte), -1)
-    scale = np.asarray(1.0 / 255.0, dtype=dtype)
     return Dataset(
         cfg.name,
-        xtr.astype(dtype) * scale,
+        xtr,
         _one_hot(ytr, 10, dtype),
         ytr.astype(np.int64),
-        xte.astype(dtype) * scale,
+        xte,
         _one_hot(yte, 10, dtype),
         yte.astype(np.int64),
+        scale=1.0 / 255.0,
     )
 
 

@@ -80,11 +80,17 @@ def angle_deg(a, b):
     array, shape (E,)
     """
     xp = get_xp(a, b)
+    total, count = angle_sums(a, b)
+    return xp.where(count > 0, total / xp.maximum(count, 1), xp.nan)
+
+
+def angle_sums(a, b):
+    """(Σ θ over the examples where both vectors are non-zero, their count), each (E,): what
+    :func:`angle_deg` averages, for a mean over several batches."""
+    xp = get_xp(a, b)
     dot = (a * b).sum(axis=-1)
     norms = xp.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
     valid = norms > 0
     cos = xp.clip(dot / xp.where(valid, norms, 1.0), -1.0, 1.0)
     theta = xp.degrees(xp.arccos(cos))
-    count = valid.sum(axis=-1)
-    total = xp.where(valid, theta, 0.0).sum(axis=-1)
-    return xp.where(count > 0, total / xp.maximum(count, 1), xp.nan)
+    return xp.where(valid, theta, 0.0).sum(axis=-1), valid.sum(axis=-1)

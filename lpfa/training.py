@@ -15,18 +15,20 @@ import numpy as np
 from lpfa import metrics
 from lpfa.alignment import alignment
 from lpfa.backend import device_versions, get_xp, resolve, to_numpy
-from lpfa.config import ConfigError, RunConfig
-from lpfa.data import FULL_SIZES, Dataset, load, split_sizes
+from lpfa.config import ConfigError, ModelConfig, RunConfig, conv_shapes
+from lpfa.data import FULL_SIZES, Dataset, as_inputs, load_cached, split_sizes
 from lpfa.network import Network
 from lpfa.report import BOOKKEEPING, final_rows
 from lpfa.rules import sources
 
 __all__ = [
+    "EVAL_MEMORY",
     "DivergenceError",
     "RunResult",
     "augment",
     "available_memory",
     "check_memory",
+    "eval_chunk",
     "evaluate",
     "learning_rate",
     "memory_estimate",
@@ -86,10 +88,12 @@ def memory_estimate(cfg: RunConfig) -> dict[str, int]:
     - ``feedback``: the channel's matrices (chained, skip or cascade edges; per-synapse for
       ``per_weight``), drawn in float64 on the host;
     - ``optimizer``: a gradient and an update per array, and the momentum velocity;
-    - ``activations``: outputs, pre-activations, errors and f′ of one minibatch and of one
-      evaluation chunk of 10 000 examples, for every member (the input once);
-    - ``data``: inputs and targets of the training and test sets, twice (the cast to the
-      dtype makes a temporary), and MNIST's raw bytes.
+    - ``activations``: outputs, pre-activations, errors and f′ of one minibatch for every
+      member (the input once), and one evaluation chunk (:func:`eval_chunk`, at most
+      :data:`EVAL_MEMORY`);
+    - ``data``: the image sets' bytes as decompressed (the stored inputs are them or a copy of
+      them), their one-hot targets and labels; the synthetic tasks' float inputs and targets
+      twice (the cast to the dtype makes a temporary).
 
     Returns
     -------
@@ -118,11 +122,15 @@ def memory_estimate(cfg: RunConfig) -> dict[str, int]:
     optimizer = E * n_weights * item * (3 if cfg.train.momentum else 2)
     n_units = sum(sizes)
     n_train, n_test = split_sizes(d)
-    raw = sum(FULL_SIZES[d.name]) * (sizes[0] + 1) if d.name in ("mnist", "fashion-mnist") else 0
-    rows = min(cfg.train.batch_size, n_train) + min(10_000, n_test)
     # the input is shared by the members; every member has its own signals in the layers above
-    activations = (4 * E * (n_units - sizes[0]) + sizes[0]) * rows * item
-    data = 2 * (n_train + n_test) * (sizes[0] + sizes[-1]) * item + raw  # and a cast's temporary
+    step = (4 * E * (n_units - sizes[0]) + sizes[0]) * min(cfg.train.batch_size, n_train) * item
+    chunk = min(eval_chunk(m, E), n_test)
+    activations = step + chunk * _eval_bytes_per_example(m, E)
+    n = n_train + n_test
+    if d.name in ("linear-teacher", "tanh-teacher", "lowrank"):
+        data = 2 * n * (sizes[0] + sizes[-1]) * item  # and a cast's temporary
+    else:  # bytes: the whole file decompressed, a cut's copy, one-hot targets, int64 labels
+        data = sum(FULL_SIZES[d.name]) * (sizes[0] + 1) + n * (sizes[0] + sizes[-1] * item + 8)
     parts = {
         "weights": weights,
         "feedback": feedback,
@@ -255,22 +263,93 @@ def versions() -> dict[str, Any]:
     return out
 
 
+EVAL_MEMORY = 64 * 2**20
+"""Bytes an evaluation pass may hold in activations (64 MiB): the test set is evaluated in
+chunks of :func:`eval_chunk` examples, so that the input rows, every layer's output of every
+member, a temporary of the widest layer and the loss temporaries of one chunk stay under it.
+An evaluation's memory then no longer grows with the test set (at E = 32 on 784-1000-10, the
+hidden outputs of the whole MNIST test set at once are 1.3 GB)."""
+
+_MAX_CHUNK = 10_000  # never more examples per pass: a small net's metrics are summed as before
+
+
+def _units_per_example(m: ModelConfig) -> list[int]:
+    """Numbers of one member's layer outputs for one example, as a forward pass holds them,
+    bottom first: a conv layer's maps before its pool and (when pooled) after it; a dense
+    layer's units."""
+    if not m.conv:
+        return list(m.sizes[1:])
+    maps = conv_shapes(m.input_shape, m.conv)
+    conv = [
+        math.prod(o) + (math.prod(p) if c.pool_kernel is not None else 0)
+        for (_, o, p), c in zip(maps, m.conv, strict=True)
+    ]
+    return conv + list(m.sizes[1:])
+
+
+def _eval_bytes_per_example(m: ModelConfig, n_members: int) -> int:
+    """Bytes one test example takes in an evaluation pass of an ensemble of ``n_members``.
+
+    The input row once (members share it), and per member: every layer's output (a forward
+    pass keeps them all; f works in place on the pre-activations), one temporary of the widest
+    layer (a quantizer's copy, a power unit's signs), and three output-sized temporaries of the
+    loss and the squared error.
+    """
+    units = _units_per_example(m)
+    per_member = sum(units) + max(units) + 3 * m.sizes[-1]
+    return (m.n_inputs + n_members * per_member) * np.dtype(m.dtype).itemsize
+
+
+def eval_chunk(m: ModelConfig, n_members: int, budget: int | None = None) -> int:
+    """Examples per forward pass of an evaluation of ``n_members`` members of model ``m``: as
+    many as fit in ``budget`` bytes (default :data:`EVAL_MEMORY`) by
+    :func:`_eval_bytes_per_example`, at least 1 and at most 10 000."""
+    budget = EVAL_MEMORY if budget is None else budget
+    return max(1, min(_MAX_CHUNK, budget // _eval_bytes_per_example(m, n_members)))
+
+
 def evaluate(
-    net: Network, x, t, labels, loss_kind, *, chunk: int = 10_000
+    net: Network,
+    x,
+    t,
+    labels,
+    loss_kind,
+    *,
+    chunk: int | None = None,
+    scale: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Loss, NSE and accuracy (if ``labels``) of every member on a data set, as host arrays (E,)."""
+    """Loss, NSE and accuracy (if ``labels``) of every member on a data set, as host arrays (E,).
+
+    Parameters
+    ----------
+    net : Network
+    x : array, shape (n, N_0)
+        Inputs, or stored bytes with ``scale`` (each chunk is converted by
+        :func:`lpfa.data.as_inputs` to the dtype of ``t``, so the whole set never is).
+    t : array, shape (n, N_L)
+    labels : int array, shape (n,), or None
+    loss_kind : Loss
+    chunk : int, optional
+        Examples per forward pass; default :func:`eval_chunk` (bounded by :data:`EVAL_MEMORY`).
+        The accuracy is a count and does not depend on it; loss and NSE are sums of per-chunk
+        sums, which depend on it in their last bits (float rounding) only.
+    scale : float, optional
+        The value of one step of stored inputs (:attr:`lpfa.data.Dataset.scale`).
+    """
+    chunk = _eval_chunk(net) if chunk is None else chunk
     sums: dict[str, Any] = {}
     n = x.shape[0]
     for i in range(0, n, chunk):
+        xb = as_inputs(x[i : i + chunk], scale, t.dtype)  # as the set's Dataset.inputs does
         with net.observing():  # stochastic forward formats draw from the diagnostic stream
-            out = net.forward(x[i : i + chunk])[-1]
+            out = net.forward(xb)[-1]
         k = out.shape[1]
         parts = {
             "loss": metrics.loss(out, t[i : i + chunk], loss_kind) * k,
             "sq": ((t[i : i + chunk] - out) ** 2).sum(axis=(-2, -1)),
         }
-        if labels is not None:
-            parts["acc"] = metrics.accuracy(out, labels[i : i + chunk]) * k
+        if labels is not None:  # a count, exact: the accuracy does not depend on the chunks
+            parts["acc"] = get_xp(out).rint(metrics.accuracy(out, labels[i : i + chunk]) * k)
         for key, v in parts.items():
             sums[key] = sums.get(key, 0) + v
     res = {
@@ -282,14 +361,9 @@ def evaluate(
     return res
 
 
-def _eval_chunk(net: Network, budget: int = 1 << 26) -> int:
-    """Examples per forward pass of an evaluation: 10 000, or fewer for a conv net, so that its
-    widest feature maps (E · C · H · W per example, before pooling) stay under ``budget``
-    elements."""
-    units = max((math.prod(a.out_shape) for a in net.layers[: net.n_conv]), default=0)
-    if not units:
-        return 10_000
-    return max(1, min(10_000, budget // (net.n_members * units)))
+def _eval_chunk(net: Network, budget: int | None = None) -> int:
+    """:func:`eval_chunk` of ``net``'s model and ensemble size."""
+    return eval_chunk(net.model, net.n_members, budget)
 
 
 def _progress(total: int, enabled: bool | None, desc: str):
@@ -312,7 +386,8 @@ def train(
     ----------
     cfg : RunConfig
     data : Dataset, optional
-        Pre-loaded data (otherwise loaded from ``cfg.data``).
+        Pre-loaded data (otherwise :func:`lpfa.data.load_cached` of ``cfg.data``: runs in one
+        process that share their data, such as an experiment's rules, load it once).
     progress : bool or None
         Show a progress bar; None shows it when stderr is a terminal.
     on_epoch : callable, optional
@@ -333,7 +408,7 @@ def train(
     """
     xp = preflight(cfg, data=data)
     mc = cfg.model
-    data = data if data is not None else load(cfg.data, mc.sizes, mc.dtype)
+    data = data if data is not None else load_cached(cfg.data, mc.sizes, mc.dtype)
     if data.x_train.shape[1] != mc.n_inputs or data.t_train.shape[1] != mc.sizes[-1]:
         raise ConfigError(
             "model.sizes",
@@ -367,6 +442,7 @@ def _run(
 ) -> RunResult:
     """The loop of :func:`train`, appending to ``history`` as epochs finish."""
     tc, mc = cfg.train, cfg.model
+    # stored inputs (the image sets' bytes) go to the backend once and are converted per batch
     x_tr, t_tr = xp.asarray(data.x_train), xp.asarray(data.t_train)
     x_te, t_te = xp.asarray(data.x_test), xp.asarray(data.t_test)
     y_tr = None if data.y_train is None else xp.asarray(data.y_train)
@@ -375,6 +451,7 @@ def _run(
     n_batches = n // bs  # a last partial batch is dropped, as the papers' fixed-size minibatches
     shuffle = np.random.default_rng(tc.shuffle_seed)
     probe = min(tc.angle_examples, n)
+    x_probe = data.inputs(x_tr[:probe])
     hidden = range(1, mc.n_layers)
     diag_keys = [
         f"{k}_{h}" for k in ("angle", "angle_pbp", "angle_wb", "angle_wbpinv") for h in hidden
@@ -384,12 +461,13 @@ def _run(
     step = 0
 
     def record(epoch: int, lr: float, train_stats: dict[str, np.ndarray] | None) -> None:
-        test = evaluate(net, x_te, t_te, y_te, mc.loss, chunk=_eval_chunk(net))
+        test = evaluate(net, x_te, t_te, y_te, mc.loss, scale=data.scale)
         diag = None
         # the alignment diagnostics are defined for dense arrays only (not measured on conv nets)
         measured = mc.n_layers > 1 and not mc.conv
         if tc.angle_every is not None and epoch % tc.angle_every == 0 and measured:
-            diag = alignment(net, x_tr[:probe], t_tr[:probe])
+            # outputs and three sets of error signals per example: a third of an eval chunk
+            diag = alignment(net, x_probe, t_tr[:probe], chunk=max(1, _eval_chunk(net) // 3))
         rows = []
         for m, seed in enumerate(cfg.seeds):
             row: dict[str, Any] = {
@@ -429,7 +507,7 @@ def _run(
             acc_sum = 0
             for i in range(n_batches):
                 idx = perm[i * bs : (i + 1) * bs]
-                xb, tb = x_tr[idx], t_tr[idx]
+                xb, tb = data.inputs(x_tr[idx]), t_tr[idx]
                 if tc.augment_shift or tc.augment_flip:
                     xb = augment(xb, mc.input_shape, tc.augment_shift, tc.augment_flip, net.random)
                 lr = learning_rate(tc.lr, tc.lr_decay, step)

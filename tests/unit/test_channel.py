@@ -321,6 +321,17 @@ def test_alignment_diagnostics_exist_where_defined():
     np.testing.assert_allclose(diag["ewbe_pos"], 1.0)
 
 
+def test_alignment_in_chunks_is_the_whole_probe_at_once(xp):
+    sizes = (6, 5, 4, 3)
+    x, t = batch(xp, sizes, n=23)
+    fa = Network.build(small_config(sizes, "rbp", seeds=(0, 1)), xp=xp)
+    whole = alignment(fa, x, t)
+    for chunk in (1, 3, x.shape[0] - 1):  # uneven chunks: the means are over examples
+        parts = alignment(fa, x, t, chunk=chunk)
+        for key, v in whole.items():
+            np.testing.assert_allclose(parts[key], v, rtol=1e-9, atol=1e-9, err_msg=key)
+
+
 # --- the blog post's open questions: non-linear backward paths, better fixed feedback ---------
 
 

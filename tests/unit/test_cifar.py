@@ -171,9 +171,10 @@ def test_load_gives_rows_of_3072_scaled_pixels_and_one_hot_targets(home, monkeyp
     cfg = SimpleNamespace(name="cifar10", n_train=7, n_test=2)  # until DataName has cifar10
     ds = data.load(cfg, (3072, 10), "float32")
     assert ds.x_train.shape == (7, 3072)
-    assert ds.x_train.dtype == np.float32
+    assert ds.x_train.dtype == np.uint8  # the pixel bytes, converted per batch
+    assert ds.inputs(ds.x_train).dtype == np.float32
     np.testing.assert_array_equal(
-        np.rint(unflatten(ds.x_train, (3, 32, 32)) * 255).astype(np.uint8),
+        np.rint(unflatten(ds.inputs(ds.x_train), (3, 32, 32)) * 255).astype(np.uint8),
         np.concatenate([x for x, _ in bs[:5]])[:7],
     )
     np.testing.assert_array_equal(ds.t_test.argmax(1), bs[5][1][:2])

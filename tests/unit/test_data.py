@@ -8,6 +8,7 @@ import pytest
 
 from lpfa import config as C
 from lpfa import data
+from lpfa.backend import to_numpy
 
 
 @pytest.fixture
@@ -73,12 +74,52 @@ def test_unknown_set_is_refused():
 def test_load_scales_pixels_and_one_hot_encodes(home):
     ds = data.load(C.DataConfig(n_train=100, n_test=50), (784, 10), "float32")
     assert ds.x_train.shape == (100, 784)
-    assert ds.x_train.dtype == np.float32
-    assert ds.x_train.min() >= 0.0
-    assert ds.x_train.max() == 1.0
+    x = ds.inputs(ds.x_train)
+    assert x.dtype == np.float32
+    assert x.min() >= 0.0
+    assert x.max() == 1.0
     np.testing.assert_array_equal(ds.t_train.argmax(1), ds.y_train)
     assert ds.t_test.shape == (50, 10)
     assert ds.classification
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_image_sets_keep_their_bytes_and_convert_bit_for_bit_as_a_whole_set_cast(home, dtype):
+    ds = data.load(C.DataConfig(name="mnist", n_train=300, n_test=200), (784, 10), dtype)
+    assert ds.x_train.dtype == ds.x_test.dtype == np.uint8  # a quarter of float32's bytes
+    assert ds.scale == 1 / 255
+    assert ds.dtype == np.dtype(dtype)
+    xtr, _, xte, _ = data.load_idx("mnist")
+    for stored, raw in ((ds.x_train, xtr[:300]), (ds.x_test, xte[:200])):
+        np.testing.assert_array_equal(stored, raw)
+        whole = raw.astype(dtype) * np.asarray(1.0 / 255.0, dtype=dtype)  # the float path
+        x = ds.inputs(stored)
+        assert x.dtype == np.dtype(dtype)
+        assert x.tobytes() == whole.tobytes()  # the same bits, not only the same values
+        rows = np.array([7, 0, 199, 3])  # a gathered minibatch converts as its rows did
+        assert ds.inputs(stored[rows]).tobytes() == whole[rows].tobytes()
+    # a cut is its own copy: the decompressed file (47 MB for the training images) is not kept
+    assert ds.x_train.base is None or ds.x_train.base.nbytes == ds.x_train.nbytes
+
+
+def test_synthetic_tasks_are_stored_as_their_float_inputs():
+    cfg = C.DataConfig(name="linear-teacher", n_train=30, n_test=10, seed=1)
+    ds = data.load(cfg, (30, 20, 10), "float32")
+    assert ds.scale is None
+    assert ds.x_train.dtype == ds.dtype == np.float32
+    assert ds.inputs(ds.x_train) is ds.x_train  # nothing to convert, nothing copied
+
+
+def test_conversion_is_one_code_path_on_every_backend(xp):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(17, 9), dtype=np.uint8)
+    want = x.astype(np.float32) * np.asarray(1.0 / 255.0, dtype=np.float32)
+    got = data.as_inputs(xp.asarray(x), 1.0 / 255.0, "float32")
+    assert isinstance(got, type(xp.asarray(want)))  # stays on the backend that holds x
+    assert got.dtype == np.float32
+    assert to_numpy(got).tobytes() == want.tobytes()
+    same = xp.asarray(want)
+    assert data.as_inputs(same, None, "float32") is same
 
 
 def test_linear_teacher_is_an_exact_linear_map_and_reproducible():

@@ -629,7 +629,7 @@ def test_fact6_same_class_examples_receive_nearly_the_same_backpropagated_signal
         },
     )
     net = Network.build(cfg)
-    x, t, y = data.x_train, data.t_train, data.y_train
+    x, t, y = data.inputs(data.x_train), data.t_train, data.y_train
     R1 = net.deltas(net.forward(x), t)[0][0]  # (B, N_1) of member 0
     R1 = R1 / np.linalg.norm(R1, axis=1, keepdims=True)
     cos = R1 @ R1.T
