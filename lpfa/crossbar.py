@@ -165,7 +165,8 @@ class Crossbar:
         scale : float
             Learning rate over batch size (η / B for a minibatch mean).
         weight_decay : float
-            Decay W ← W − (scale·B)·weight_decay·W, i.e. η · weight_decay per update.
+            Decay W ← W − (scale·B)·weight_decay·W, i.e. η · weight_decay per update (without
+            momentum computed as W ← (1 − η λ) W + ΔW, the product accumulating into W).
         momentum : float
             μ of v ← μ v + ΔW, W ← W + v.
         per_example : callable, optional
@@ -192,11 +193,12 @@ class Crossbar:
         post = post * scale  # scale the small signal, not the large outer product
         db = post.sum(axis=1)
         physical = self.device is not None and self.device.active
-        if weight_decay or self.mask is not None or physical:  # the change itself is needed
+        if (weight_decay and momentum) or self.mask is not None or physical:  # ΔW is needed
             dW = outer_sum(self.xp.zeros_like(self.W), post, pre)
             self.apply(dW, db, lr, weight_decay=weight_decay, momentum=momentum)
             return
-        # the product accumulates into W itself, or into the momentum buffer v ← μ v + ΔW
+        # the product accumulates into W itself, W ← (1 − η λ) W + ΔW, or into the momentum
+        # buffer, v ← μ v + ΔW, W ← W + v
         if momentum:
             self._momentum_buffers()
             outer_sum(self._vW, post, pre, beta=momentum)
@@ -205,7 +207,7 @@ class Crossbar:
             self.W += self._vW
             db = self._vb
         else:
-            outer_sum(self.W, post, pre)
+            outer_sum(self.W, post, pre, beta=1.0 - lr * weight_decay)
         self._finish(db)
 
     def _quantized_sum(self, post, pre, q, budget: int | None = None):
@@ -345,8 +347,8 @@ class FeedbackArray:
         − decay · C (the decay computed as :meth:`lpfa.crossbar.Crossbar.apply` does for W, so
         that equal updates and decays keep C and W equal to the bit: Kolen-Pollack)."""
         signal = signal * scale
-        if not decay and (self.device is None or not self.device.active):
-            outer_sum(self.C, signal, activity)  # into C itself, as Crossbar.update into W
+        if self.device is None or not self.device.active:  # into C, as Crossbar.update into W
+            outer_sum(self.C, signal, activity, beta=1.0 - decay)
             return
         self._add(outer_sum(get_xp(self.C).zeros_like(self.C), signal, activity), decay)
 
