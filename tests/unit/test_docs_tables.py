@@ -24,6 +24,11 @@ STORED = {
         "baldi2018_fig7_error.toml",
         False,
     ),
+    ("results.md", "conv_fashion_mnist"): (
+        "conv_fashion_mnist.sqlite",
+        "conv_fashion_mnist.toml",
+        False,
+    ),
     ("sweeps.md", "baldi2018_table1_quick"): (
         "baldi2018_table1_quick.sqlite",
         "baldi2018_table1.toml",
