@@ -142,10 +142,11 @@ def _scipy_gemm(char: str):
     limited the libraries loaded before it; the limit is carried over so that a pool worker's
     one thread stays one thread.
     """
-    from scipy.linalg import blas
     from threadpoolctl import threadpool_info, threadpool_limits
 
     before = {p["filepath"] for p in threadpool_info()}
+    from scipy.linalg import blas  # loads scipy's BLAS, if nothing did before
+
     gemm = getattr(blas, {"f": "sgemm", "d": "dgemm"}[char])
     pools = threadpool_info()
     numpy_threads = [p["num_threads"] for p in pools if "numpy" in p["filepath"]]

@@ -6,10 +6,12 @@ busy they wait on each other and a run becomes many times slower. lpfa therefore
 per process (:func:`set_threads`): to ``--threads``, else to the ``LPFA_THREADS`` environment
 variable, else to :data:`DEFAULT_THREADS`, which ``benchmarks/bench_threads.py`` measured. Workers
 of a process pool or a Dask cluster get :func:`worker_threads` each. :func:`blas_info` is what a
-run records about its BLAS library.
+run records about its BLAS library; :func:`kernel_warning` says when OpenBLAS runs a kernel for an
+older CPU than this one (``OPENBLAS_CORETYPE`` forces one), which slows every matrix product.
 """
 
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lpfa.config import ConfigError
@@ -17,7 +19,12 @@ from lpfa.config import ConfigError
 __all__ = [
     "DEFAULT_THREADS",
     "ENV_VAR",
+    "KERNEL_LEVEL",
     "blas_info",
+    "cpu_flags",
+    "cpu_level",
+    "forced_kernel_warning",
+    "kernel_warning",
     "set_threads",
     "threads_from_env",
     "usable_cores",
@@ -90,8 +97,8 @@ def set_threads(n: int | None = None, *, default: int | None = None) -> int:
 
     Notes
     -----
-    The limit applies to the libraries loaded when it is called (numpy's BLAS is loaded with
-    lpfa). It holds until the next call; it is not undone on return.
+    The limit applies to the libraries loaded when it is called; numpy's and scipy's BLAS are
+    loaded first. It holds until the next call; it is not undone on return.
     """
     from threadpoolctl import threadpool_limits
 
@@ -136,6 +143,97 @@ def _numpy_blas(pools: list[dict[str, Any]]) -> dict[str, Any] | None:
     return blas[0] if blas else None
 
 
+#: OpenBLAS's x86 kernel families (``OPENBLAS_CORETYPE`` names, any case) by the widest vector
+#: instructions they use: 3 AVX-512, 2 AVX2, 1 AVX, 0 SSE or older. Names not listed (other
+#: architectures, other libraries) are not judged.
+KERNEL_LEVEL = {
+    **dict.fromkeys(("skylakex", "cooperlake", "sapphirerapids"), 3),
+    **dict.fromkeys(("haswell", "zen"), 2),
+    **dict.fromkeys(("sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"), 1),
+    **dict.fromkeys(
+        (
+            "katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2", "penryn",
+            "dunnington", "nehalem", "athlon", "opteron", "opteron_sse3", "barcelona", "nano",
+            "bobcat",
+        ),
+        0,
+    ),
+}  # fmt: skip
+
+# the /proc/cpuinfo flag that a CPU needs for each level, and the level's name in words
+_LEVEL_FLAG = {3: "avx512f", 2: "avx2", 1: "avx"}
+_LEVEL_NAME = {3: "AVX-512", 2: "AVX2", 1: "AVX", 0: "SSE"}
+
+
+def cpu_level(flags: Iterable[str]) -> int:
+    """The widest kernel level (see :data:`KERNEL_LEVEL`) that a CPU with ``flags`` supports."""
+    have = set(flags)
+    return max((level for level, flag in _LEVEL_FLAG.items() if flag in have), default=0)
+
+
+def kernel_warning(
+    kernel: str | None, flags: Iterable[str] | None, *, forced: bool = False
+) -> str | None:
+    """One line saying that OpenBLAS kernel ``kernel`` is below what a CPU with ``flags`` runs.
+
+    Parameters
+    ----------
+    kernel : str or None
+        An OpenBLAS core type, e.g. ``"Haswell"`` (any case).
+    flags : iterable of str or None
+        The CPU's feature flags as ``/proc/cpuinfo`` names them (``avx2``, ``avx512f``).
+    forced : bool
+        Whether ``OPENBLAS_CORETYPE`` chose the kernel (the line then says to unset it).
+
+    Returns
+    -------
+    str or None
+        None where the kernel matches the CPU, is above it, or either is unknown.
+    """
+    if kernel is None or flags is None:
+        return None
+    level = KERNEL_LEVEL.get(kernel.strip().lower())
+    best = cpu_level(flags)
+    if level is None or level >= best:
+        return None
+    what = f"OpenBLAS kernel {kernel} ({_LEVEL_NAME[level]}) on a CPU with {_LEVEL_NAME[best]}"
+    if forced:
+        return (
+            f"OPENBLAS_CORETYPE={kernel} forces the {what}: matrix products run below the CPU's "
+            f"rate; unset OPENBLAS_CORETYPE to let OpenBLAS choose"
+        )
+    return f"{what}: matrix products run below the CPU's rate (an OpenBLAS built for older CPUs)"
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The feature flags of this machine's first CPU, from ``path``; None where it cannot be read
+    (macOS, Windows) or has no ``flags`` line."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        return None
+    return None
+
+
+def forced_kernel_warning(
+    architecture: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Iterable[str] | None = None,
+) -> str | None:
+    """:func:`kernel_warning` for this process: the kernel OpenBLAS reports (``architecture``),
+    else the one ``OPENBLAS_CORETYPE`` in ``environ`` (default ``os.environ``) names, against
+    ``flags`` (default :func:`cpu_flags`)."""
+    env = (os.environ if environ is None else environ).get("OPENBLAS_CORETYPE", "").strip()
+    known = architecture if architecture and architecture.lower() in KERNEL_LEVEL else None
+    kernel = known or env or None
+    forced = bool(env) and kernel is not None and env.lower() == kernel.lower()
+    return kernel_warning(kernel, cpu_flags() if flags is None else flags, forced=forced)
+
+
 def blas_info() -> dict[str, Any]:
     """What a run records about its BLAS: library, version, threading, threads, core type.
 
@@ -146,7 +244,9 @@ def blas_info() -> dict[str, Any]:
         ``blas_threading`` (its threading layer, e.g. ``"pthreads"``), ``blas_architecture``
         (the kernel family it chose, e.g. ``"SkylakeX"``), ``threads`` (its current thread
         limit, int), ``openmp_threads`` (int, or None without an OpenMP runtime loaded) and
-        ``openblas_coretype`` (the ``OPENBLAS_CORETYPE`` environment variable, or None).
+        ``openblas_coretype`` (the ``OPENBLAS_CORETYPE`` environment variable, or None) and
+        ``blas_kernel_warning`` (:func:`forced_kernel_warning`: one line where the kernel is
+        below what the CPU supports, else None).
     """
     import numpy  # noqa: F401  (loads the BLAS whose settings are reported)
     from threadpoolctl import threadpool_info
@@ -154,6 +254,12 @@ def blas_info() -> dict[str, Any]:
     pools = threadpool_info()
     blas = _numpy_blas(pools) or {}
     openmp = [p for p in pools if p.get("user_api") == "openmp"]
+    # the core type names OpenBLAS's kernels; other libraries are not judged
+    kernel = (
+        forced_kernel_warning(blas.get("architecture"))
+        if blas.get("internal_api") == "openblas"
+        else None
+    )
     return {
         "blas": blas.get("internal_api"),
         "blas_version": blas.get("version"),
@@ -162,4 +268,5 @@ def blas_info() -> dict[str, Any]:
         "threads": blas.get("num_threads"),
         "openmp_threads": openmp[0]["num_threads"] if openmp else None,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE") or None,
+        "blas_kernel_warning": kernel,
     }

@@ -191,3 +191,114 @@ def _env_without_threads() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != T.ENV_VAR}
+
+
+AVX512 = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw")
+AVX2 = ("sse4_2", "avx", "avx2", "fma")
+
+
+@pytest.mark.parametrize(
+    ("kernel", "flags", "below"),
+    [
+        ("Haswell", AVX512, True),  # this machine's case: AVX2 kernel on an AVX-512 CPU
+        ("haswell", AVX512, True),  # OPENBLAS_CORETYPE is read in any case
+        ("Zen", AVX512, True),
+        ("Sandybridge", AVX2, True),
+        ("Prescott", ("sse4_2", "avx"), True),
+        ("SkylakeX", AVX512, False),
+        ("Cooperlake", AVX512, False),
+        ("Haswell", AVX2, False),
+        ("Zen", AVX2, False),
+        ("SkylakeX", AVX2, False),  # above the CPU: OpenBLAS falls back itself, nothing to say
+        ("Nehalem", ("sse4_2",), False),
+        ("NeoverseN1", AVX512, False),  # not an x86 kernel: not judged
+        (None, AVX512, False),
+        ("Haswell", None, False),  # flags unknown (not Linux): not judged
+    ],
+)
+def test_kernel_warning_when_the_kernel_is_below_the_cpu(kernel, flags, below):
+    line = T.kernel_warning(kernel, flags)
+    assert (line is not None) == below
+    if below:
+        assert kernel in line
+        assert "\n" not in line
+
+
+def test_kernel_warning_names_both_levels_and_the_fix_when_forced():
+    line = T.kernel_warning("Haswell", AVX512, forced=True)
+    assert "OPENBLAS_CORETYPE=Haswell" in line
+    assert "AVX2" in line
+    assert "AVX-512" in line
+    assert "unset OPENBLAS_CORETYPE" in line
+    assert "OPENBLAS_CORETYPE" not in T.kernel_warning("Haswell", AVX512)
+
+
+def test_every_kernel_level_is_a_level_some_flags_reach():
+    levels = set(T.KERNEL_LEVEL.values())
+    assert levels == {0, 1, 2, 3}
+    assert [T.cpu_level(f) for f in ((), ("avx",), AVX2, AVX512)] == [0, 1, 2, 3]
+    for name, level in T.KERNEL_LEVEL.items():
+        assert name == name.lower()
+        assert (T.kernel_warning(name, AVX512) is None) == (level == 3)
+
+
+def test_forced_kernel_warning_prefers_the_reported_kernel_over_the_variable():
+    env = {"OPENBLAS_CORETYPE": "Haswell"}
+    assert "OPENBLAS_CORETYPE=Haswell" in T.forced_kernel_warning("Haswell", env, AVX512)
+    # the variable named a kernel the library did not take: what runs decides
+    assert T.forced_kernel_warning("SkylakeX", env, AVX512) is None
+    # not forced: the library's own choice is below the CPU
+    line = T.forced_kernel_warning("Haswell", {}, AVX512)
+    assert line is not None
+    assert "OPENBLAS_CORETYPE" not in line
+    # no kernel reported (another build): the variable is judged
+    assert "OPENBLAS_CORETYPE=Sandybridge" in T.forced_kernel_warning(
+        None, {"OPENBLAS_CORETYPE": "Sandybridge"}, AVX2
+    )
+    assert T.forced_kernel_warning(None, {}, AVX512) is None
+
+
+def test_cpu_flags_reads_the_first_flags_line_and_none_without_the_file(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse4_2 avx avx2\n\n"
+        "processor\t: 1\nflags\t\t: fpu\n"
+    )
+    assert T.cpu_flags(str(info)) == frozenset({"fpu", "sse4_2", "avx", "avx2"})
+    (tmp_path / "noflags").write_text("processor\t: 0\n")
+    assert T.cpu_flags(str(tmp_path / "noflags")) is None
+    assert T.cpu_flags(str(tmp_path / "missing")) is None
+
+
+def test_blas_info_records_the_kernel_warning(monkeypatch):
+    info = T.blas_info()
+    assert "blas_kernel_warning" in info
+    if info["blas"] == "openblas":
+        expected = T.forced_kernel_warning(info["blas_architecture"])
+        assert info["blas_kernel_warning"] == expected
+    else:
+        assert info["blas_kernel_warning"] is None
+
+
+def test_scipys_blas_loaded_after_set_threads_gets_its_limit():
+    """scipy bundles an OpenBLAS of its own, loaded by lpfa's in-place GEMM on first use, after
+    the limit was set; left alone it would start a thread per core (with one core busy, ~100×
+    slower steps). Checked in a fresh process, where nothing has loaded scipy yet."""
+    code = (
+        "import numpy as np\n"
+        "from lpfa.threads import set_threads; set_threads(1)\n"
+        "from lpfa.backend import add_product\n"
+        "c = np.zeros((64, 64), np.float32); a = np.ones((64, 8), np.float32)\n"
+        "add_product(c, a, a.T.copy())\n"
+        "import sys; assert 'scipy.linalg' in sys.modules\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_env_without_threads(),
+        check=True,
+    )
+    assert res.stdout.strip() == "[1]"
