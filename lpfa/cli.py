@@ -1,6 +1,7 @@
 """The ``lpfa`` command line.
 
 lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--threads N] [--quiet] [--table]
+           [--estimate]
 """
 
 import argparse
@@ -134,6 +135,11 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = C.load(args.config, args.set)
     set_threads(args.threads)  # before anything is written: a bad value leaves --out untouched
+    if args.estimate:  # a short calibration on random inputs; nothing is loaded or written
+        from lpfa.estimate import estimate, estimate_text
+
+        say(estimate_text(cfg, estimate(cfg)))
+        return 0
     out = Path(args.out) if args.out else Path("results") / cfg.name
     preflight(cfg)  # backend, batch size, memory: refused before anything is allocated or written
     data = load(cfg.data, cfg.model.sizes, cfg.model.dtype)
@@ -207,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--table",
         action="store_true",
         help="also print every final metric of every seed (summary.json holds them too)",
+    )
+    t.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the run's expected time and memory from a short calibration (about 2 s), "
+        "and exit without training or writing anything",
     )
     t.add_argument(
         "--threads",
