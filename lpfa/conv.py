@@ -233,11 +233,34 @@ def _chunk(budget: int, per_example: int) -> int:
     return max(1, budget // max(1, per_example))
 
 
-def _transposed_read(K, post, g: Geometry, noise=None, budget: int = PATCH_BUDGET):
+class Workspace:
+    """A flat buffer an array keeps between steps for its largest temporary (the patches, the
+    transposed read's columns): a fresh one of hundreds of MiB costs its page faults every step
+    (0.1 s for the 210 MB of the CIFAR net's second layer)."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self):
+        self.buffer = None
+
+    def take(self, xp, shape, dtype):
+        """A C-contiguous array of ``shape`` in the buffer (grown when too small): its contents
+        are what the last user left; the next ``take`` overwrites them."""
+        size = math.prod(shape)
+        buf = self.buffer
+        if buf is None or buf.size < size or buf.dtype != dtype or get_xp(buf) is not xp:
+            buf = self.buffer = xp.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
+def _transposed_read(
+    K, post, g: Geometry, noise=None, budget: int = PATCH_BUDGET, work: Workspace | None = None
+):
     """col2im(Kᵀ · post): the transposed read of the kernel bank ``K`` (E, C_out, C·k·k).
 
     ``noise(out, signal)`` (a device's read noise) is added to each transposed read of one
-    position, Kᵀ post_p, before the positions are summed back into the image.
+    position, Kᵀ post_p, before the positions are summed back into the image. ``work``: where
+    the columns Kᵀ · post are written (they are summed into a new image before it returns).
     """
     xp = get_xp(K, post)
     E, _, taps = K.shape
@@ -248,7 +271,9 @@ def _transposed_read(K, post, g: Geometry, noise=None, budget: int = PATCH_BUDGE
     for b0 in range(0, B, step):
         chunk = post[:, b0 : b0 + step]
         rows = _rows(chunk)
-        dcols = xp.matmul(Kt, rows)  # (E, C·k·k, c·P)
+        plain = work is not None and type(rows) is xp.ndarray  # not the audit's traced arrays
+        out = work.take(xp, (E, taps, rows.shape[-1]), rows.dtype) if plain else None
+        dcols = xp.matmul(Kt, rows, out=out)  # (E, C·k·k, c·P)
         if noise is not None:  # each position's read, with the norm of the signal it read
             noise(dcols.transpose(0, 2, 1), rows.transpose(0, 2, 1))
         parts.append(col2im(dcols, g, chunk.shape[1]))
@@ -343,6 +368,7 @@ class ConvArray(Crossbar):
         self.budget = int(budget)
         self._kept = None  # (image, its patches) from the last read
         self._work = None  # the patches' workspace, kept between steps
+        self._columns = Workspace()  # the transposed read's columns (BP), kept between steps
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -525,7 +551,7 @@ class ConvArray(Crossbar):
                 "defined (the pseudoinverse of a kernel bank is not that of its convolution)"
             )
         noise = None if self.device is None else self.device.read_noise
-        return _transposed_read(self.W, post, self.geometry, noise, self.budget)
+        return _transposed_read(self.W, post, self.geometry, noise, self.budget, self._columns)
 
 
 class ConvFeedback(FeedbackArray):
@@ -542,12 +568,13 @@ class ConvFeedback(FeedbackArray):
             raise ValueError(f"C.shape={C.shape}: need (E, C_out, {geom.taps}) for {geom}")
         self.geometry = geom
         self.budget = int(budget)
+        self._columns = Workspace()  # the transposed read's columns, kept between steps
         super().__init__(C, device)
 
     def read(self, signal):
         """Deliver ``signal`` (E, B, C_out, H', W') to the layer below: (E, B, C_in, H, W)."""
         noise = None if self.device is None else self.device.read_noise
-        return _transposed_read(self.C, signal, self.geometry, noise, self.budget)
+        return _transposed_read(self.C, signal, self.geometry, noise, self.budget, self._columns)
 
     def update(self, signal, activity, scale: float, decay: float = 0.0) -> None:
         """Adaptive feedback: C += scale · Σ_b Σ_p signal_{b,p} ⊗ patch_{b,p}(activity) − decay · C
@@ -628,16 +655,17 @@ class MaxPool:
             src[..., rows, cols] = x
         k = g.kernel
         dtype = xp.uint8 if k * k <= 255 else xp.int32
-        best = arg = None
+        best = arg = wins = None
         for t in range(k * k):
             v = src[(..., *g.window(t // k, t % k))]
             if best is None:
-                best = v.copy()
+                best = v.copy()  # C-ordered, and never the input itself
                 arg = xp.zeros(best.shape, dtype=dtype)
-            else:
-                wins = v > best  # strict: on a tie the earlier tap keeps the maximum
-                arg = xp.where(wins, t, arg).astype(dtype, copy=False)
-                best = xp.where(wins, v, best)
+                wins = xp.empty(best.shape, dtype=bool)
+            else:  # in place: three passes per tap, no temporaries
+                xp.greater(v, best, out=wins)  # strict: on a tie the earlier tap keeps it
+                xp.copyto(arg, dtype(t), where=wins)
+                xp.copyto(best, v, where=wins)
         return best, arg
 
     def backward(self, dy, arg):
@@ -657,7 +685,11 @@ class MaxPool:
         g = self.geometry
         k = g.kernel
         dx = xp.zeros((*dy.shape[:-2], *g.padded_hw), dtype=dy.dtype)
+        hit = xp.empty(arg.shape, dtype=bool)
+        routed = xp.empty(dy.shape, dtype=dy.dtype)
         for t in range(k * k):
-            dx[(..., *g.window(t // k, t % k))] += xp.where(arg == t, dy, 0)
+            xp.equal(arg, t, out=hit)
+            xp.multiply(dy, hit, out=routed)  # dy where the maximum was tap t, else 0 (±0)
+            dx[(..., *g.window(t // k, t % k))] += routed
         rows, cols = g.interior()
         return dx[..., rows, cols]

@@ -180,7 +180,6 @@ class Crossbar:
             With ``per_example``: the step is the sum of the quantized per-example updates, not
             their mean.
         """
-        E, n_out, n_in = self.W.shape
         batch = post.shape[1]
         lr = scale * batch
         if per_example is not None:  # each example's update η·post_b ⊗ pre_b, then the mean

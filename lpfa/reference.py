@@ -241,8 +241,7 @@ def reference() -> str:
                 continue
             default = _default(f)
             parts.append(
-                f"| `{f.name}` | {_type(hints[f.name])} | `{default}` "
-                f"| {_markdown(docs[f.name])} |"
+                f"| `{f.name}` | {_type(hints[f.name])} | `{default}` | {_markdown(docs[f.name])} |"
             )
     parts += ["", "## Named values"]
     for tp in _enums():
