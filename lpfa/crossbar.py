@@ -8,16 +8,9 @@ is the separate, explicitly named :meth:`Crossbar.transport`, so that whoever us
 
 from types import ModuleType
 
-from lpfa.backend import add_product, get_xp, is_host
+from lpfa.backend import PRODUCT_BLOCK, add_product, get_xp, is_host
 
 __all__ = ["Crossbar", "FeedbackArray", "outer_sum"]
-
-
-# Below this many synapses per update (1 MiB of float32) the two-pass product is as fast or
-# faster (a BLAS call through scipy costs a few microseconds more than numpy's matmul, and the
-# temporary is small); above it, the product accumulated in place saves the temporary (100 MB
-# for 32 members of a 784-1000 layer) and its pass: benchmarks/bench_train.py, "update" rows.
-FUSED_MIN = 1 << 18
 
 
 def outer_sum(target, post, pre, *, beta: float = 1.0):
@@ -25,26 +18,23 @@ def outer_sum(target, post, pre, *, beta: float = 1.0):
 
     ``target`` (E, n_out, n_in), ``post`` (E, B, n_out), ``pre`` (E, B, n_in) or (B, n_in) when
     the members share it (then all members' products are one GEMM over a (E·n_out, n_in) view).
-    For large arrays (:data:`FUSED_MIN`) each product accumulates into ``target`` itself
-    (:func:`lpfa.backend.add_product`: no temporary, no separate pass adding it), which is what
-    a crossbar's local update is: every synapse adds its own row × column product.
+    The products accumulate into ``target`` a cache-sized block of rows at a time
+    (:func:`lpfa.backend.add_product`): no temporary of the array's size, which is what a
+    crossbar's local update is, every synapse adding its own row × column product. Members with
+    their own inputs and small arrays (under :data:`lpfa.backend.PRODUCT_BLOCK` synapses per
+    member) take one batched product and one pass instead.
     """
     xp = get_xp(target, post, pre)
     E, n_out, n_in = target.shape
-    fused = target.size >= FUSED_MIN
     if pre.ndim == 2:
         rows = post.transpose(1, 0, 2).reshape(post.shape[1], E * n_out)
-        flat = target.reshape(E * n_out, n_in)
-        if fused:
-            add_product(flat, rows.T, pre, beta=beta)
-            return target
-        product = (rows.T @ pre).reshape(E, n_out, n_in)
-    elif fused:
+        add_product(target.reshape(E * n_out, n_in), rows.T, pre, beta=beta)
+        return target
+    if n_out * n_in > PRODUCT_BLOCK:
         for e in range(E):
             add_product(target[e], post[e].T, pre[e], beta=beta)
         return target
-    else:
-        product = xp.matmul(post.transpose(0, 2, 1), pre)
+    product = xp.matmul(post.transpose(0, 2, 1), pre)
     if beta != 1.0:
         target *= beta
     target += product

@@ -97,7 +97,7 @@ def set_threads(n: int | None = None, *, default: int | None = None) -> int:
 
     Notes
     -----
-    The limit applies to the libraries loaded when it is called; numpy's and scipy's BLAS are
+    The limit applies to the libraries loaded when it is called; numpy's BLAS is
     loaded first. It holds until the next call; it is not undone on return.
     """
     from threadpoolctl import threadpool_limits

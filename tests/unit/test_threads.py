@@ -278,27 +278,3 @@ def test_blas_info_records_the_kernel_warning(monkeypatch):
         assert info["blas_kernel_warning"] == expected
     else:
         assert info["blas_kernel_warning"] is None
-
-
-def test_scipys_blas_loaded_after_set_threads_gets_its_limit():
-    """scipy bundles an OpenBLAS of its own, loaded by lpfa's in-place GEMM on first use, after
-    the limit was set; left alone it would start a thread per core (with one core busy, ~100×
-    slower steps). Checked in a fresh process, where nothing has loaded scipy yet."""
-    code = (
-        "import numpy as np\n"
-        "from lpfa.threads import set_threads; set_threads(1)\n"
-        "from lpfa.backend import add_product\n"
-        "c = np.zeros((64, 64), np.float32); a = np.ones((64, 8), np.float32)\n"
-        "add_product(c, a, a.T.copy())\n"
-        "import sys; assert 'scipy.linalg' in sys.modules\n"
-        "from threadpoolctl import threadpool_info\n"
-        "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))"
-    )
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env_without_threads(),
-        check=True,
-    )
-    assert res.stdout.strip() == "[1]"
