@@ -596,13 +596,18 @@ for x, t, _ in data[:5]:
     net.step(x, t, b.LR)
 x, t, y = (np.concatenate(a) for a in zip(*data))
 evaluate(net, x, t, y, net.model.loss)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+try:  # this process's own high-water mark (ru_maxrss would include the parent's, from the fork)
+    with open("/proc/self/status") as f:
+        print(next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def peak_memory(nets: Sequence[str]) -> str:
-    """Peak resident memory (``ru_maxrss``), as lines of the report: of this process, and of a
-    fresh process per net and ensemble size (E = 1 and ``N_ENSEMBLE``, FA) that builds the
+    """Peak resident memory, as lines of the report: of this process (``ru_maxrss``), and of a
+    fresh process per net and ensemble size (E = 1 and ``N_ENSEMBLE``, FA; its own VmHWM, since
+    its ``ru_maxrss`` on Linux counts the parent's pages from the fork) that builds the
     network, takes 5 steps and evaluates the 2000 pooled examples; per member, the growth from
     E = 1 to ``N_ENSEMBLE`` over the added members (what one more seed costs)."""
     if resource is None:
@@ -683,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch_version}; data: {args.data}; "
         f"malloc thresholds {'fixed' if mallopt else 'glibc default'}"
     )
+    if blas_info()["blas_kernel_warning"]:  # OPENBLAS_CORETYPE below what the CPU supports
+        print(f"warning: {blas_info()['blas_kernel_warning']}")
 
     data = batches(args.data, np.random.default_rng(0))
     worst = 0.0
