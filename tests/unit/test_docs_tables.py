@@ -24,6 +24,7 @@ STORED = {
         "baldi2018_fig7_error.toml",
         False,
     ),
+    ("results.md", "baldi2018_sec42"): ("baldi2018_sec42.sqlite", "baldi2018_sec42.toml", False),
     ("results.md", "conv_fashion_mnist"): (
         "conv_fashion_mnist.sqlite",
         "conv_fashion_mnist.toml",
