@@ -9,6 +9,7 @@ that agree with the per-seed numbers in its results.csv.
 
 import csv
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def load(name: str):
 FIG1 = load("lillicrap2016_fig1_linear")
 FIG2D = load("lillicrap2016_fig2d_depth")
 FIG4 = load("lillicrap2016_fig4_init_scale")
+FIGS1 = load("lillicrap2016_figS1_fields")
 
 
 def tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -260,3 +262,27 @@ def test_fig4_quick_angle_to_pbp_drops_below_angle_to_bp_for_small_omega(fig4):
     for r in small:  # and the angle to PBP is the smaller one at the end
         assert float(r[3]) < float(r[2])
     assert (fig4 / "fig4.png").is_file()
+
+
+def test_figS1_cosines_are_row_by_row():
+    a = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    b = np.array([[2.0, 0.0], [0.0, -1.0], [4.0, -3.0]])
+    np.testing.assert_allclose(FIGS1.cosines(a, b), [1.0, -1.0, 0.0])
+
+
+def test_figS1_quick_run_writes_the_fields_and_a_summary_without_weights(tmp_path):
+    out = tmp_path / "s1"
+    assert FIGS1.main(["--quick", "--out", str(out)]) == 0
+    assert (out / "fields.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test_acc"]) == {"bp", "rbp"}
+    c = summary["cos_dW0_bp_fa"]
+    assert -1 <= c["q10"] <= c["median"] <= c["q90"] <= 1
+    assert summary["units"] == 1000
+    assert sorted(p.name for p in out.iterdir()) == ["fields.png", "summary.json"]
+
+
+def test_figS1_refuses_a_bad_epoch_count(tmp_path, capsys):
+    assert FIGS1.main(["--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--epochs=0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
