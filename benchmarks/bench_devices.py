@@ -10,7 +10,12 @@ two levels every 10-60 s), each block rotating the order; per configuration the 
 with min-max over blocks, and per block the ratio to the ideal step of the same rule measured in
 the same block.
 
-    python benchmarks/bench_devices.py [--blocks 8] [--seconds 0.4] [--backend numpy]
+The row "ideal + the target's draws alone" is the floor of the target row: the ideal step
+followed by the random numbers the target step draws (same calls, shapes and dtypes: pulse
+rounding, cycle-to-cycle and read noise), with no arithmetic on them. As long as the device
+model draws these numbers, the target row cannot go below it; on a CPU the normals dominate.
+
+    python benchmarks/bench_devices.py [--blocks 8] [--seconds 0.4] [--backend numpy] [--seeds 1]
 """
 
 import argparse
@@ -22,7 +27,7 @@ import numpy as np
 from harness import blas_line, cell, interleaved, ratios, step_time
 
 from lpfa import config as C
-from lpfa.backend import resolve
+from lpfa.backend import resolve, runtime_rng
 from lpfa.network import Network
 from lpfa.threads import set_threads
 
@@ -37,6 +42,45 @@ VARIANTS = {
                                          "read_noise": 0.005},
 }  # fmt: skip
 TARGET = "pulsed + read noise (target)"
+FLOOR = "ideal + the target's draws alone"
+
+
+def recorded_draws(net, x, t) -> list:
+    """The runtime draws (method, shape, dtype) one training step of ``net`` makes."""
+    rng = net.random  # lpfa.backend.RuntimeRandom: forwards every draw to ``_current``
+    real, calls = rng._current, []
+
+    class Recorder:
+        def __getattr__(self, name):
+            def draw(size=None, dtype=np.float64, **kw):
+                calls.append((name, size, dtype))
+                return getattr(real, name)(size, dtype=dtype, **kw)
+
+            return draw
+
+    rng._current = Recorder()
+    try:
+        net.step(x, t, 0.01)
+    finally:
+        rng._current = real
+    return calls
+
+
+def floor_time(net, draws, gen, x, t, seconds: float, lr: float = 0.01) -> float:
+    """Seconds per ideal step of ``net`` followed by ``draws`` made on ``gen``."""
+    import time
+
+    from lpfa.backend import to_numpy
+
+    n, start = 0, time.perf_counter()
+    while True:
+        net.step(x, t, lr)
+        for name, size, dtype in draws:
+            getattr(gen, name)(size, dtype=dtype)
+        n += 1
+        if time.perf_counter() - start >= seconds:
+            to_numpy(net.layers[0].W[0, 0, :1])
+            return (time.perf_counter() - start) / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=0.4)
     p.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
     p.add_argument("--rules", default="bp,rbp,srbp")
+    p.add_argument("--seeds", type=int, default=1, help="ensemble members E (default 1)")
     args = p.parse_args(argv)
     set_threads(1)
     xp = resolve(args.backend)
-    base = C.RunConfig(model=C.ModelConfig(sizes=(784, 100, 100, 100, 100, 10)))
+    base = C.RunConfig(
+        model=C.ModelConfig(sizes=(784, 100, 100, 100, 100, 10)), seeds=tuple(range(args.seeds))
+    )
     rng = np.random.default_rng(0)
     # MNIST-like inputs: about 20 % of the pixels lit
     x = (rng.random((100, 784)) * (rng.random((100, 784)) < 0.2)).astype(np.float32)
@@ -67,11 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     for net in nets.values():  # warm up
         step_time(net, x, t, 0.1)
     cases = {k: functools.partial(step_time, net, x, t, args.seconds) for k, net in nets.items()}
+    gen = runtime_rng(0, xp)
+    for rule in args.rules.split(","):
+        draws = recorded_draws(nets[(rule, TARGET)], x, t)
+        ideal = nets[(rule, "ideal")]
+        cases[(rule, FLOOR)] = functools.partial(floor_time, ideal, draws, gen, x, t, args.seconds)
     times = interleaved(cases, args.blocks)
-    print(blas_line() + f", backend {args.backend}")
+    print(blas_line() + f", backend {args.backend}, E = {args.seeds}")
     print("| rule | arrays | step (µs), median (min–max) | ratio to ideal, median (min–max) |")
     print("|---|---|---|---|")
-    for k, ts in times.items():
+    rules = args.rules.split(",")
+    for k in sorted(times, key=lambda k: rules.index(k[0])):  # each rule's rows together
+        ts = times[k]
         us = cell([1e6 * v for v in ts], ".0f")
         r = ratios(ts, times[(k[0], "ideal")])
         mark = ""
