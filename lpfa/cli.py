@@ -156,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
 
     def stopped(why: str) -> str:
         """Mark the folder interrupted at the first epoch not written; the one line to print."""
-        k = 0 if writer.last_epoch is None else writer.last_epoch + 1
+        k = writer.next_epoch()
         kept = f"keeps epochs 0..{k - 1}" if k else "keeps no epoch"
         line = f"{why} at epoch {k}: {out} {kept}"
         with contextlib.suppress(OSError):  # a full disk may refuse this too: "running" stays

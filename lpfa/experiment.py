@@ -275,15 +275,8 @@ def _train_one(label: str, cfg: RunConfig, folder: Path, progress: bool | None) 
         f"{plural(cfg.train.epochs, 'epoch')}",
         flush=True,
     )
-    epoch = 0  # the epoch under way: epochs before it are in history.csv
-
-    def on_epoch(rows: list[dict[str, Any]]) -> None:
-        nonlocal epoch
-        writer.rows(rows)
-        epoch = rows[0]["epoch"] + 1
-
     try:
-        result = train(cfg, progress=progress, on_epoch=on_epoch)
+        result = train(cfg, progress=progress, on_epoch=writer.rows)
     except DivergenceError as err:
         print(f"[{label}] {err}", file=sys.stderr)
         writer.summary(
@@ -291,6 +284,7 @@ def _train_one(label: str, cfg: RunConfig, folder: Path, progress: bool | None) 
         )
         return "diverged"
     except KeyboardInterrupt:
+        epoch = writer.next_epoch()  # epochs before it are in history.csv
         writer.summary({}, status="interrupted", epoch=epoch)
         raise Interrupted(label, epoch, folder.parent) from None
     writer.summary(result.summary, status="done", meta=result.meta)

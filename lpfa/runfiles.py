@@ -125,8 +125,6 @@ class RunWriter:
         self.out = check_out(out)
         self.name = cfg.name
         self._fields: list[str] | None = None
-        #: The last epoch whose rows are in ``history.csv`` (None before the first).
-        self.last_epoch: int | None = None
         self.summary_path = self.out / "summary.json"
         self.history_path = self.out / "history.csv"
         self.summary({"name": cfg.name}, status="running")
@@ -150,8 +148,17 @@ class RunWriter:
         # one write call: Ctrl-C (raised between Python operations) cannot leave half a row
         with self.history_path.open("a", newline="", encoding="utf-8") as f:
             f.write(text.getvalue())
-            self.last_epoch = max(r["epoch"] for r in rows)
         self._fields = fields
+
+    def next_epoch(self) -> int:
+        """The first epoch whose rows are not in ``history.csv``, read from the file itself: a
+        Ctrl-C between the write and the bookkeeping of :meth:`rows` cannot make it stale."""
+        try:
+            with self.history_path.open(newline="", encoding="utf-8") as f:
+                epochs = [int(r["epoch"]) for r in csv.DictReader(f) if r.get("epoch")]
+        except (OSError, ValueError, KeyError):
+            epochs = []
+        return max(epochs) + 1 if epochs else 0
 
     def summary(self, summary: dict[str, Any], *, status: str = "done", **extra: Any) -> Path:
         """Replace ``summary.json`` atomically with ``summary``, ``status`` and ``extra`` fields.

@@ -463,3 +463,17 @@ def test_start_says_which_sections_are_the_defaults(tmp_path, capsys):
     assert "  channel: defaults (not in the config) — rule bp" in lines
     assert "  seeds: defaults (not in the config) — 1 seed (0), backend numpy" in lines
     assert "  model: 30-8-10 tanh → linear, squared loss" in lines
+
+
+def test_run_writer_next_epoch_is_read_from_the_history_file(tmp_path):
+    from lpfa.runfiles import RunWriter
+
+    writer = RunWriter(tmp_path / "o", load(write_config(tmp_path)))
+    assert writer.next_epoch() == 0  # nothing written yet
+    writer.rows([{"epoch": 0, "member": 0, "x": 1.0}, {"epoch": 0, "member": 1, "x": None}])
+    writer.rows([{"epoch": 1, "member": 0, "x": 2.0}, {"epoch": 1, "member": 1, "x": 3.0}])
+    assert writer.next_epoch() == 2
+    # what the file says, whatever the writer object remembers (a Ctrl-C between the two)
+    with (tmp_path / "o" / "history.csv").open("a") as f:
+        f.write("2,0,4.0\n")
+    assert writer.next_epoch() == 3
