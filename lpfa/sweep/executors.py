@@ -54,12 +54,17 @@ _started_queue = None
 
 
 def _pool_init(started: Any, n_workers: int) -> None:
-    """Set up a process-pool worker: no Ctrl-C of its own, its share of the BLAS threads, and
-    an exit of its own when the parent dies (kill -9), so that no orphan trains on."""
+    """Set up a process-pool worker: no Ctrl-C of its own, SIGTERM ending it, its share of the
+    BLAS threads, and an exit of its own when the parent dies (kill -9), so that no orphan
+    trains on."""
     global _started_queue
     from lpfa.threads import set_threads, worker_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
+    # the parent's SIGTERM-as-Ctrl-C handler (lpfa.runfiles.terminate_as_interrupt) is inherited
+    # by the fork; the parent stops a worker with SIGTERM, which must end it, not raise in it
+    # (a KeyboardInterrupt in an idle worker printed a traceback from multiprocessing)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _started_queue = started

@@ -535,3 +535,21 @@ def test_a_paper_table_gives_the_numbers_of_the_spec_labels_only():
     assert grid(["bp"], values={"bp": 50.0}).paper["values"] == {"bp": 50.0}  # the spec wins
     with pytest.raises(ConfigError, match=r"paper\.table='nobody': one of lpfa\.papers"):
         parse_spec(spec(paper={"table": "nobody"}))
+
+
+def test_a_pool_worker_ends_on_sigterm_whatever_handler_the_parent_installed():
+    """The parent stops its workers with SIGTERM; a worker that inherited the CLI's
+    SIGTERM-as-Ctrl-C handler raised KeyboardInterrupt instead, and an idle one printed a
+    multiprocessing traceback (seen in the Ctrl-C fault test, about 1 run in 20)."""
+    code = (
+        "import signal, queue\n"
+        "from lpfa.runfiles import terminate_as_interrupt\n"
+        "from lpfa.sweep.executors import _pool_init\n"
+        "terminate_as_interrupt()\n"
+        "assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n"
+        "_pool_init(queue.Queue(), 1)\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,"
+        " signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
