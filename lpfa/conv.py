@@ -367,7 +367,7 @@ class ConvArray(Crossbar):
         )
         self.budget = int(budget)
         self._kept = None  # (image, its patches) from the last read
-        self._work = None  # the patches' workspace, kept between steps
+        self._work = Workspace()  # the patches, kept between steps
         self._columns = Workspace()  # the transposed read's columns (BP), kept between steps
 
     @property
@@ -396,10 +396,7 @@ class ConvArray(Crossbar):
             return im2col(x, self.geometry)
         E, _, taps = self.W.shape
         size = (E if x.ndim == 5 else 1) * taps * x.shape[-4] * self.geometry.positions
-        work = self._work
-        if work is None or work.size < size or work.dtype != x.dtype:
-            work = self._work = self.xp.empty(size, dtype=x.dtype)
-        return im2col(x, self.geometry, out=work)
+        return im2col(x, self.geometry, out=self._work.take(self.xp, (size,), x.dtype))
 
     def read(self, x):
         """Forward read: every kernel over every window, S = W ⋆ x + b.

@@ -92,3 +92,27 @@ def run_concurrently(target, arg_lists, timeout=60):
     for p in procs:
         p.join(timeout)
     assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
+def tiny_toml(n_train: int = 100, n_test: int = 40) -> str:
+    """A run config of a few milliseconds (linear teacher, 30-8-10, RBP, 2 seeds, 2 epochs), as
+    TOML text for the command-line tests."""
+    return f"""
+name = "tiny"
+seeds = [0, 1]
+[data]
+name = "linear-teacher"
+n_train = {n_train}
+n_test = {n_test}
+[model]
+sizes = [30, 8, 10]
+hidden = "tanh"
+output = "linear"
+loss = "squared"
+[channel]
+rule = "rbp"
+[train]
+epochs = 2
+batch_size = 10
+lr = 0.01
+"""

@@ -12,26 +12,9 @@ from lpfa.backend import cupy_available
 from lpfa.cli import main
 from lpfa.config import load
 from lpfa.report import read_history
+from tests.conftest import tiny_toml
 
-CONFIG = """
-name = "tiny"
-seeds = [0, 1]
-[data]
-name = "linear-teacher"
-n_train = 100
-n_test = 40
-[model]
-sizes = [30, 8, 10]
-hidden = "tanh"
-output = "linear"
-loss = "squared"
-[channel]
-rule = "rbp"
-[train]
-epochs = 2
-batch_size = 10
-lr = 0.01
-"""
+CONFIG = tiny_toml(n_train=100)
 
 
 def write_config(tmp_path):

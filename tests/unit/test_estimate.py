@@ -12,29 +12,11 @@ from lpfa import threads
 from lpfa.cli import main
 from lpfa.config import ConfigError
 from lpfa.training import memory_estimate, train
-from tests.conftest import small_config
+from tests.conftest import small_config, tiny_toml
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml"
 
-CONFIG = """
-name = "tiny"
-seeds = [0, 1]
-[data]
-name = "linear-teacher"
-n_train = 105
-n_test = 40
-[model]
-sizes = [30, 8, 10]
-hidden = "tanh"
-output = "linear"
-loss = "squared"
-[channel]
-rule = "rbp"
-[train]
-epochs = 2
-batch_size = 10
-lr = 0.01
-"""
+CONFIG = tiny_toml(n_train=105)
 
 FIELDS = (
     "steps per epoch",
