@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = [
     p
     for p in sorted((ROOT / "experiments").glob("*.py"))
-    # a figure script and an image script, each tested in its own file
-    if p.stem not in ("baldi2018_figures", "lillicrap2016_figS1_fields")
+    # figure scripts that read stored runs, and an image script, each tested in its own file
+    if p.stem not in ("baldi2018_figures", "lillicrap2016_bp_overfit", "lillicrap2016_figS1_fields")
 ]
 pytestmark = pytest.mark.slow
 
