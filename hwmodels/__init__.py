@@ -16,8 +16,22 @@ lengths), :mod:`~hwmodels.energy` (technology tables), :mod:`~hwmodels.audit` (t
 tables, JSON, figures), :mod:`~hwmodels.cli` (``lpfa audit``).
 """
 
-from hwmodels.audit import Audit, audit, audit_variants, format_table, variant, write_json
-from hwmodels.cost import channel_closed_form, eq14_weights, eq15_weights, format_bits
+from hwmodels.audit import (
+    Audit,
+    audit,
+    audit_variants,
+    describe_network,
+    format_table,
+    variant,
+    write_json,
+)
+from hwmodels.cost import (
+    channel_closed_form,
+    connection_macs,
+    eq14_weights,
+    eq15_weights,
+    format_bits,
+)
 from hwmodels.energy import TechTable
 from hwmodels.layout import Floorplan
 from hwmodels.locality import classify, trace_step
@@ -30,6 +44,8 @@ __all__ = [
     "audit_variants",
     "channel_closed_form",
     "classify",
+    "connection_macs",
+    "describe_network",
     "eq14_weights",
     "eq15_weights",
     "format_bits",

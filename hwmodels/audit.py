@@ -35,6 +35,7 @@ __all__ = [
     "Audit",
     "audit",
     "audit_variants",
+    "describe_network",
     "format_table",
     "plot_accuracy",
     "plot_audits",
@@ -82,6 +83,13 @@ class Audit:
     notes: list[str] = field(default_factory=list)
     pulses_per_step: dict[str, float] = field(default_factory=dict)
     """Update pulses sent to each physical array (pulsed devices of lpfa.devices only)."""
+    network: str = ""
+    """The network in words (:func:`describe_network`); ``sizes`` joined by ``-`` when empty."""
+
+    @property
+    def network_name(self) -> str:
+        """:attr:`network`, or the layer sizes as ``784-100-10``."""
+        return self.network or "-".join(map(str, self.sizes))
 
     @property
     def local(self) -> bool:
@@ -101,6 +109,7 @@ class Audit:
             "label": self.label,
             "rule": self.rule,
             "sizes": list(self.sizes),
+            "network": self.network_name,
             "batch_size": self.batch_size,
             "steps_per_epoch": self.steps_per_epoch,
             "locality": {
@@ -146,6 +155,36 @@ class Audit:
             "pulses_per_step": self.pulses_per_step,
             "notes": self.notes,
         }
+
+
+def _padding(padding: str | int, default: str) -> str:
+    if padding == default:
+        return ""
+    return f"({padding})" if isinstance(padding, str) else f"(p{padding})"
+
+
+def describe_network(model) -> str:
+    """A network in words: ``784-100-10`` (dense), or for a conv net its input, every conv layer
+    and pool, then the dense layers, e.g. ``1×28×28 → conv5·16 → pool2 → conv5·32 → pool2 → 100 →
+    10``.
+
+    ``conv{k}·{C}``: C kernels of k × k, ``conv{k}/{s}·{C}`` at stride s ≠ 1; ``pool{k}`` a k × k
+    max-pool at stride k, ``pool{k}/{s}`` at stride s. A padding other than the default
+    (``"same"`` for a conv, ``"valid"`` for a pool) follows in brackets: ``(valid)``, ``(same)``,
+    ``(p1)`` for 1 on every side.
+    """
+    if not model.conv:
+        return "-".join(map(str, model.layer_sizes))
+    parts = ["×".join(map(str, model.input_shape))]
+    for c in model.conv:
+        stride = "" if c.stride == 1 else f"/{c.stride}"
+        parts.append(f"conv{c.kernel}{stride}·{c.channels}{_padding(c.padding, 'same')}")
+        if c.pool_kernel is not None:
+            s = c.pool_kernel if c.pool_stride is None else c.pool_stride
+            stride = "" if s == c.pool_kernel else f"/{s}"
+            parts.append(f"pool{c.pool_kernel}{stride}{_padding(c.pool_padding, 'valid')}")
+    parts += [str(n) for n in model.sizes[1:]]
+    return " → ".join(parts)
 
 
 def _rule_name(ch) -> str:
@@ -213,7 +252,7 @@ def audit(
     for k, n in cc.dead_macs.items():  # reads whose result no update used
         ops["channel"][k] = ops["channel"].get(k, 0) - n
         ops["channel"]["unused_" + k] = n
-    closed, formula_cf = channel_closed_form(trace.cfg.channel, sizes)
+    closed, formula_cf = channel_closed_form(trace.cfg.channel, sizes, trace.cfg.model)
     dtype = trace.cfg.model.dtype
     wbits = format_bits(getattr(trace.cfg.model, "weight_format", None), dtype)
     width = format_bits(None, dtype)
@@ -278,6 +317,7 @@ def audit(
         floorplan=fp.to_dict(),
         leaks=list(rec.leaks),
         notes=notes,
+        network=describe_network(trace.cfg.model),
     )
 
 
@@ -349,7 +389,7 @@ def format_table(audits: Sequence[Audit]) -> str:
     a0 = audits[0]
     out.append("")
     out.append(
-        f"network {'-'.join(map(str, a0.sizes))}, batch {a0.batch_size}, "
+        f"network {a0.network_name}, batch {a0.batch_size}, "
         f"{a0.steps_per_epoch} steps/epoch; energy: {a0.tech}, {a0.arith} arithmetic, "
         f"MACs priced: {a0.macs_priced}; floorplan: layers {a0.floorplan['layer_pitch_mm']} mm "
         f"apart, units {a0.floorplan['unit_pitch_mm']} mm apart"
@@ -406,7 +446,7 @@ def plot_audits(audits: Sequence[Audit], out: str | Path) -> list[Path]:
     ax.legend(fontsize=8)
     for ax in axes[1]:
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
-    fig.suptitle(f"audit of {'-'.join(map(str, audits[0].sizes))} (red: non-local)")
+    fig.suptitle(f"audit of {audits[0].network_name} (red: non-local)")
     bars = save(fig, out / "audit_bars.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -479,7 +519,5 @@ def plot_accuracy(audits: Sequence[Audit], accuracy: Mapping[str, float], path: 
         ax.set_xscale(scale)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    fig.suptitle(
-        f"accuracy vs cost, {'-'.join(map(str, audits[0].sizes))} (o: local rule, x: non-local)"
-    )
+    fig.suptitle(f"accuracy vs cost, {audits[0].network_name} (o: local rule, x: non-local)")
     return save(fig, path)

@@ -10,14 +10,24 @@ Counting (all from :class:`~hwmodels.trace.Recorder`, i.e. from the code that ra
   (an event-driven machine) — and elementwise multiplications, additions and other operations;
 - **channel MACs per example**, the reads of feedback arrays and transposed forward arrays,
   checked against Baldi et al. (2018) §3.1: Σ_{h=1}^{L−1} N_h N_{h+1} for BP / RBP (eq. 14
-  without the input layer, which gets no error), N_L Σ_{h=1}^{L−1} N_h for SRBP (eq. 15);
+  without the input layer, which gets no error), N_L Σ_{h=1}^{L−1} N_h for SRBP (eq. 15). In a
+  conv net (:func:`connection_macs`) N_h of a conv layer is its pooled maps C·H·W, and the
+  connection from conv layer k to the layer below it is the kernel bank (W^k for BP, a random
+  bank of its shape for RBP) read back at every window position, C_out · C_in·k² · H′W′ (H′W′
+  the positions of conv k, before its pool); the others (a dense sender at the flatten
+  boundary, SRBP's output onto every layer's maps) are dense; pooling routes and costs none;
 - **feedback synapses**: the non-zero entries of every array the channel read (for the
   weight-transport rules, the forward arrays read backwards);
 - **wires** (model of :mod:`hwmodels.layout`): one per receiving unit with a non-zero synapse in
   an array, from the sending layer to the unit; a broadcast (node perturbation) reaches every
-  hidden unit; adaptive skipped channels also need the receiving layer's activity at the array;
+  hidden unit; adaptive skipped channels also need the receiving layer's activity at the array.
+  A kernel bank's read is traced as its C_in·k² columns; its receivers are the units of the
+  layer below (the maps conv k reads) that some window position reaches through a column with a
+  non-zero synapse (:func:`bank_receivers`);
 - **messages**: one value on one wire for one example, sent only when the receiving unit's
-  delivered error is non-zero (a dropped channel unit receives nothing);
+  delivered error is non-zero (a dropped channel unit receives nothing); a pooled unit of a conv
+  layer counts an example when a unit of its window has a non-zero error (the maximum it was
+  routed to, for windows that do not overlap);
 - **bits** = messages × bits per message of the channel's number format
   (``channel.error_format``; the dtype's width when there is none), and bit·mm on the wires.
 """
@@ -34,12 +44,14 @@ import numpy as np
 from hwmodels.layout import Floorplan
 from hwmodels.locality import StepTrace
 from hwmodels.trace import Source
-from lpfa.rules import spec
+from lpfa.rules import Connections, edge_macs, spec
 
 __all__ = [
     "ChannelCost",
+    "bank_receivers",
     "channel_closed_form",
     "channel_cost",
+    "connection_macs",
     "eq14_weights",
     "eq15_weights",
     "format_bits",
@@ -90,17 +102,106 @@ def eq15_weights(sizes) -> int:
     return sizes[-1] * sum(sizes[1:-1])
 
 
-def channel_closed_form(channel, sizes) -> tuple[int | None, str]:
-    """Channel multiply-accumulates per example for a dense channel, and the formula's name.
+_BANK = "; conv k → k−1: C_out·C_in·k²·H′W′ (its kernel bank at every position)"
+
+
+def connection_macs(model, channel=None) -> Connections:
+    """Channel multiply-accumulates per example of each connection k → h of ``model``'s net.
+
+    Parameters
+    ----------
+    model : lpfa.config.ModelConfig
+    channel : lpfa.config.ChannelConfig, optional
+        For low-rank feedback (:func:`lpfa.rules.edge_macs`).
+
+    Returns
+    -------
+    macs : callable (k, h) -> int
+        For conv layer k and h = k − 1 the transposed read of its kernel bank (C_out rows,
+        C_in·k² columns) at each of its H′W′ window positions: C_out · C_in·k² · H′W′, from the
+        config's shapes (:func:`lpfa.config.conv_shapes`), not from the traced arrays. Any other
+        connection is dense, N_k · N_h of ``model.layer_sizes`` (a conv layer's N_h: its pooled
+        maps, which is what a dense sender or the output delivers onto).
+    """
+    N = tuple(model.layer_sizes)
+    banks: dict[int, int] = {}
+    if model.conv:
+        from lpfa.config import conv_shapes
+
+        maps = conv_shapes(model.input_shape, model.conv)
+        for k, (c, (shape, mapped, _)) in enumerate(zip(model.conv, maps, strict=True), 1):
+            banks[k] = c.channels * shape[0] * c.kernel**2 * mapped[1] * mapped[2]
+
+    def macs(k: int, h: int) -> int:
+        if k in banks and h == k - 1:
+            return banks[k]
+        return edge_macs(N[k], N[h], channel)
+
+    return macs
+
+
+def channel_closed_form(channel, sizes, model=None) -> tuple[int | None, str]:
+    """Channel multiply-accumulates per example, and the formula's name.
 
     The closed form is the rule's declaration (:attr:`lpfa.rules.RuleSpec.closed_form`), a
-    comparison for the MACs counted in a traced step. None where the rule has no closed form
-    here (per-weight feedback).
+    comparison for the MACs counted in a traced step; with a ``model`` (ModelConfig) that has
+    conv layers, its connections cost what :func:`connection_macs` says (``sizes`` must be its
+    ``layer_sizes``). None where the rule has no closed form here (per-weight feedback).
     """
     if getattr(channel, "per_weight", False):
         return None, "per-weight feedback: elementwise, no closed form"
     rule = spec(str(getattr(channel.rule, "value", channel.rule)))
-    return rule.closed_form(list(sizes), channel), rule.formula
+    if model is None or not getattr(model, "conv", ()):
+        return rule.closed_form(list(sizes), channel), rule.formula
+    if tuple(sizes) != tuple(model.layer_sizes):
+        raise ValueError(f"sizes={tuple(sizes)}: need model.layer_sizes={model.layer_sizes}")
+    closed = rule.closed_form(list(sizes), channel, connection_macs(model, channel))
+    # the bank term is named where one of the rule's connections is a kernel bank
+    banked = closed != rule.closed_form(list(sizes), channel)
+    return closed, rule.formula + (_BANK if banked else "")
+
+
+def bank_receivers(columns: np.ndarray, geometry) -> np.ndarray:
+    """The units a kernel bank's transposed read reaches: bool (C_in·H·W,), channel first.
+
+    Parameters
+    ----------
+    columns : bool array, shape (C_in·k²,)
+        The bank's columns with a non-zero synapse (column c·k² + i·k + j: input channel c,
+        tap (i, j)).
+    geometry : lpfa.conv.Geometry
+        The bank's window on its (C_in, H, W) input.
+
+    Unit (c, y, x) receives when some window position reads it through a non-zero column
+    (padding receives nothing): what the Toeplitz matrix of the convolution has a non-zero in.
+    """
+    from lpfa.conv import col2im
+
+    cols = np.repeat(np.asarray(columns, dtype=np.float64)[:, None], geometry.positions, axis=1)
+    return (col2im(cols, geometry, 1) > 0).reshape(-1)
+
+
+def _received(trace: StepTrace, h: int, n: int) -> np.ndarray:
+    """Examples of the step in which each of layer h's n receiving units got a non-zero error
+    (its delivered signal, after routing, f′ and dropout, as its update saw it), (n,)."""
+    post = trace.rec.posts.get(h)
+    if post is None:
+        return np.full(n, trace.batch_size)
+    seen = post[0]  # (B, N_h), or (B, C, H, W) of a conv layer's units before its pool
+    pools = getattr(trace.net, "pools", ())
+    if seen.ndim == 4 and h <= len(pools) and pools[h - 1] is not None:
+        seen = pools[h - 1].forward(seen.astype(np.float32))[0] > 0  # any in the window
+    seen = seen.reshape(seen.shape[0], -1)
+    return seen.sum(axis=0) if seen.shape[1] == n else np.full(n, trace.batch_size)
+
+
+def _array(net, kind: str, k: int, h: int):
+    """The array a channel read of edge (kind, k, h) read (None for kinds not one array)."""
+    if kind == "W":
+        return net.layers[k - 1]
+    if kind == "C":
+        return net.channel.feedback.get((k, h))
+    return None
 
 
 def pulse_counts(trace: StepTrace) -> dict[str, float]:
@@ -237,14 +338,14 @@ def channel_cost(trace: StepTrace, floorplan: Floorplan | None = None) -> Channe
             bits_here = width
         else:
             nz = max(r.synapses for r in reads)
+            geom = getattr(_array(trace.net, kind, k, h), "geometry", None)
+            if geom is not None and cols.size == geom.taps:  # a kernel bank's columns
+                cols = bank_receivers(cols, geom)
             if (k, h) in factored:  # from the relays, at layer h, to its units
                 wire_len = np.abs(fp.place(h, sizes[h]) - fp.centroid(h, sizes[h])).sum(axis=1)
             else:
                 wire_len = fp.wires(k, sizes[k], h, sizes[h])
-            post = rec.posts.get(h)
-            per_wire = post[0].sum(axis=0) if post is not None else np.full(cols.size, B)
-            if per_wire.shape != cols.shape:  # a conv layer's maps: what its pool receives
-                per_wire = np.full(cols.shape, B)
+            per_wire = _received(trace, h, cols.size)
             bits_here = mbits
         if wire_len.size != cols.size:  # a read of an unexpected shape: counted, not placed
             notes.append(f"{name}: read of {cols.size} receivers, not placed on the floorplan")
@@ -262,8 +363,7 @@ def channel_cost(trace: StepTrace, floorplan: Floorplan | None = None) -> Channe
         tags = rec.sinks.get(Source("weight", h), set())
         if h in fed or not any(t.route == "broadcast" for t in tags):
             continue
-        post = rec.posts.get(h)
-        per_wire = post[0].sum(axis=0) if post is not None else np.full(sizes[h], B)
+        per_wire = _received(trace, h, sizes[h])
         wire_len = fp.wires(L, sizes[L], h, sizes[h])
         name = _edge_name(("B", L, h))
         wires_by[name] = sizes[h]

@@ -10,6 +10,20 @@ non-zero synapse in the array gets one wire from the array to it, carrying J_i^h
 Baldi et al. (2018, §5) quantize. Its length is the Manhattan distance from the sending layer's
 centroid to unit i. A skipped connection (SRBP, L → h) therefore spans L − h layer pitches, a
 chained one (BP, RBP) one pitch (Baldi et al. §3.1, last paragraph).
+
+Conv layers. Layer h of a conv net is its pooled maps, C·H·W units placed as any layer's, in
+the order of their flattening (channel first, then rows, then columns). Conv layer k's kernel
+bank is one crossbar of C_out rows × C_in·k² columns sitting with layer k, like a dense array
+(its forward read gathers each window of layer k − 1's maps onto the columns: forward wiring,
+which the audit counts for no layer). Read backwards — BP's transposed read of W^k, or RBP's
+random bank C^{k→k−1} of the same shape — it takes the error of one window position on its
+rows and gives C_in·k² values on its columns, which add up, position by position (col2im), into
+the J of the units of layer k − 1 under the window. The adders sit with the bank, as a dense
+array's column sums do, so a wire is again one per receiving unit of layer k − 1: each unit that
+some position reaches through a column with a non-zero synapse, from layer k's centroid to the
+unit (:func:`hwmodels.cost.bank_receivers`). A dense matrix onto a conv layer's maps (a dense
+sender at the flatten boundary, SRBP's output) wires each of the C·H·W units as a dense layer.
+The max-pool then routes each unit's J to the maximum of its window inside the layer: no wire.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ this file; a new way of delivering the error is one more :class:`Delivery` and i
 from __future__ import annotations
 
 import enum
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -34,10 +33,12 @@ if TYPE_CHECKING:  # config imports this module: the channel config is only anno
 __all__ = [
     "RULES",
     "Carries",
+    "Connections",
     "Delivery",
     "Rule",
     "RuleSpec",
     "aliases",
+    "dense_connections",
     "edge_macs",
     "sources",
     "spec",
@@ -160,28 +161,40 @@ def edge_macs(n_src: int, n_dst: int, cfg: ChannelConfig | None = None) -> int:
     return n_src * n_dst
 
 
-def _eq14_hidden(N: Sequence[int], cfg: ChannelConfig) -> int:
-    return sum(edge_macs(b, a, cfg) for a, b in itertools.pairwise(N[1:]))
+Connections = Callable[[int, int], int]
+"""``macs(k, h)``: multiply-accumulates per example of the channel's connection from layer k to
+layer h (what a closed form sums; :func:`dense_connections` unless a conv layer says otherwise)."""
 
 
-def _eq15(N: Sequence[int], cfg: ChannelConfig) -> int:
-    return sum(edge_macs(N[-1], n, cfg) for n in N[1:-1])
+def dense_connections(N: Sequence[int], cfg: ChannelConfig | None = None) -> Connections:
+    """Every connection k → h a dense array: :func:`edge_macs` (N_k, N_h)."""
+    return lambda k, h: edge_macs(N[k], N[h], cfg)
 
 
-def _mixed_cost(N: Sequence[int], cfg: ChannelConfig) -> int:
+def _eq14_hidden(N: Sequence[int], cfg: ChannelConfig, macs: Connections | None = None) -> int:
+    macs = macs or dense_connections(N, cfg)
+    return sum(macs(h + 1, h) for h in range(1, len(N) - 1))
+
+
+def _eq15(N: Sequence[int], cfg: ChannelConfig, macs: Connections | None = None) -> int:
+    macs = macs or dense_connections(N, cfg)
     L = len(N) - 1
-    return sum(
-        edge_macs(N[L], N[h], cfg) if h in cfg.skip_layers else edge_macs(N[h + 1], N[h], cfg)
-        for h in range(1, L)
-    )
+    return sum(macs(L, h) for h in range(1, L))
 
 
-def _cascade_cost(N: Sequence[int], cfg: ChannelConfig) -> int:
+def _mixed_cost(N: Sequence[int], cfg: ChannelConfig, macs: Connections | None = None) -> int:
+    macs = macs or dense_connections(N, cfg)
     L = len(N) - 1
-    return sum(edge_macs(N[k], N[h], cfg) for h in range(1, L) for k in range(h + 1, L + 1))
+    return sum(macs(L, h) if h in cfg.skip_layers else macs(h + 1, h) for h in range(1, L))
 
 
-def _no_reads(N: Sequence[int], cfg: ChannelConfig) -> int:
+def _cascade_cost(N: Sequence[int], cfg: ChannelConfig, macs: Connections | None = None) -> int:
+    macs = macs or dense_connections(N, cfg)
+    L = len(N) - 1
+    return sum(macs(k, h) for h in range(1, L) for k in range(h + 1, L + 1))
+
+
+def _no_reads(N: Sequence[int], cfg: ChannelConfig, macs: Connections | None = None) -> int:
     return 0
 
 
@@ -204,9 +217,11 @@ class RuleSpec:
     """A layer passes on R^h = J^h ∘ f′ (True), or J^h without its f′ (``sbp``)."""
     carries: Carries = Carries.ERROR
     """What the connections from the output carry: the error, or the target (``drtp``)."""
-    closed_form: Callable[[Sequence[int], ChannelConfig], int]
-    """``closed_form(sizes, cfg)``: channel multiply-accumulates per example of a dense channel,
-    N_0 … N_L the layer sizes (Baldi et al. 2018 §3.1) — a comparison for the counted MACs."""
+    closed_form: Callable[..., int]
+    """``closed_form(sizes, cfg, macs=None)``: channel multiply-accumulates per example, N_0 … N_L
+    the layer sizes (Baldi et al. 2018 §3.1), summed over the rule's connections k → h, each
+    costing ``macs(k, h)`` (:data:`Connections`; default :func:`dense_connections`, a conv net
+    passes its kernel banks') — a comparison for the counted MACs."""
     formula: str
     """The closed form in words, for reports."""
     aliases: tuple[str, ...] = ()
