@@ -19,10 +19,8 @@ def verdicts(out: Path) -> dict[str, str]:
     return {r[0]: r[-1] for r in rows}
 
 
-def test_garg2022_quick_shows_the_gap_and_the_orthogonal_equal_error_case(tmp_path):
-    module = load_experiment(ROOT / "experiments" / "garg2022_lowrank.py")
-    out = tmp_path / "garg"
-    assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
+def test_garg2022_quick_shows_the_gap_and_the_orthogonal_equal_error_case(quick_run):
+    _, out = quick_run("garg2022_lowrank")
     assert (out / "lowrank_curves.png").is_file()
     assert (out / "lowrank_map.png").is_file()
     v = verdicts(out)
@@ -37,10 +35,8 @@ def test_garg2022_quick_shows_the_gap_and_the_orthogonal_equal_error_case(tmp_pa
     assert "| decaying | 16 | 8 | 2 |" in (out / "map.md").read_text()
 
 
-def test_song2021_quick_shows_exponential_convergence_and_alignment_only_with_decay(tmp_path):
-    module = load_experiment(ROOT / "experiments" / "song2021_overparam.py")
-    out = tmp_path / "song"
-    assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
+def test_song2021_quick_shows_exponential_convergence_and_alignment_only_with_decay(quick_run):
+    _, out = quick_run("song2021_overparam")
     assert (out / "overparam.png").is_file()
     v = verdicts(out)
     assert v["overparameterized FA: training error → 0 exponentially fast (relu)"].startswith(

@@ -2,15 +2,13 @@
 
 import pytest
 
-from tests.integration.test_end_to_end import ROOT, load_experiment, markdown_table
+from tests.integration.test_end_to_end import markdown_table
 
 pytestmark = pytest.mark.slow
 
 
-def test_devices_robustness_quick(tmp_path):
-    module = load_experiment(ROOT / "experiments" / "devices_robustness.py")
-    out = tmp_path / "devices"
-    assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
+def test_devices_robustness_quick(tmp_path, quick_run):
+    module, out = quick_run("devices_robustness", into=tmp_path / "devices")
     figs = {p.stem for p in out.glob("devices_*.png")}
     assert figs == {f"devices_{e}" for e in module.EFFECTS}
     header, rows = markdown_table((out / "table.md").read_text(encoding="utf-8"))

@@ -12,17 +12,24 @@ pytestmark = pytest.mark.slow
 
 
 def quick_table(script: str, out: Path, *extra: str) -> dict[str, list[str]]:
-    """Run ``experiments/<script>.py --quick`` into ``out``; its table as first cell -> row."""
+    """Run ``experiments/<script>.py --quick`` with ``extra`` into ``out``; its table as first
+    cell -> row."""
     module = load_experiment(ROOT / "experiments" / f"{script}.py")
     assert module.main(["--quick", "--quiet", "--out", str(out), *extra]) == 0
+    return table_rows(out)
+
+
+def table_rows(out: Path) -> dict[str, list[str]]:
+    """A flow experiment's figure is drawn and its table is first cell -> row."""
     assert (out / "flow.png").stat().st_size > 10_000
     header, rows = markdown_table((out / "table.md").read_text())
     assert header[-1] == "holds"
     return {r[0]: r for r in rows}
 
 
-def test_lillicrap2016_fig3_quick_fa_from_near_zero_reaches_the_good_branch(tmp_path):
-    rows = quick_table("lillicrap2016_fig3_flow", tmp_path / "fa")
+def test_lillicrap2016_fig3_quick_fa_from_near_zero_reaches_the_good_branch(tmp_path, quick_run):
+    _, out = quick_run("lillicrap2016_fig3_flow", into=tmp_path / "fa")
+    rows = table_rows(out)
     assert all(r[-1] == "yes" for r in rows.values()), rows
     near = next(r for k, r in rows.items() if k.startswith("trajectories from near 0"))
     assert near[2] == "100.0%"
@@ -48,8 +55,8 @@ def test_lillicrap2016_fig3_quick_verdicts_follow_the_rule_not_the_script(tmp_pa
     assert near[-1] == "**no**"
 
 
-def test_baldi2018_fig11_quick_theorem_2_holds_on_lpfas_field(tmp_path):
-    rows = quick_table("baldi2018_fig11_flow", tmp_path / "rbp")
+def test_baldi2018_fig11_quick_theorem_2_holds_on_lpfas_field(quick_run):
+    rows = table_rows(quick_run("baldi2018_fig11_flow")[1])
     assert len(rows) == 9
     assert all(r[-1] == "yes" for r in rows.values()), rows
 
@@ -57,10 +64,8 @@ def test_baldi2018_fig11_quick_theorem_2_holds_on_lpfas_field(tmp_path):
 # --- experiments/baldi2018_chains.py (Baldi et al. 2018 §7 closed forms) -----------------------
 
 
-def test_baldi2018_chains_quick_every_closed_form_holds_and_plot_only_redraws(tmp_path):
-    out = tmp_path / "chains"
-    module = load_experiment(ROOT / "experiments" / "baldi2018_chains.py")
-    assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
+def test_baldi2018_chains_quick_every_closed_form_holds_and_plot_only_redraws(tmp_path, quick_run):
+    module, out = quick_run("baldi2018_chains", into=tmp_path / "chains")
     families = ("a111", "chain", "a1n1", "an1n", "three_layer", "power")
     for name in families:
         assert (out / f"{name}.png").stat().st_size > 10_000

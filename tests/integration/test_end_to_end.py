@@ -50,14 +50,12 @@ def load_experiment(path: Path):
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_experiment_quick_runs_and_writes_its_outputs(path, tmp_path):
-    module = load_experiment(path)
+def test_experiment_quick_runs_and_writes_its_outputs(path, tmp_path, quick_run):
+    # a script whose --quick run draws its plots only when asked says so in its usage line
+    # ("[--quick [--plot]]"), and quick_run passes --plot to it
+    module, out = quick_run(path.stem, into=tmp_path / "out")
     assert module.__doc__
     assert "Runtime" in module.__doc__
-    out = tmp_path / "out"
-    # a script whose --quick run draws its plots only when asked says so in its usage line
-    plot = ["--plot"] if "[--quick [--plot]]" in module.__doc__ else []
-    assert module.main(["--quick", "--quiet", "--out", str(out), *plot]) == 0
     assert (out / "config.json").is_file()
     assert (out / "results.csv").is_file()
     header, rows = markdown_table((out / "table.md").read_text())

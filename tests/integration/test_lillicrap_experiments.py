@@ -55,30 +55,19 @@ def bullets(text: str) -> list[str]:
     return [ln[2:] for ln in text.splitlines() if ln.startswith("- ")]
 
 
-def quick(module, out: Path) -> str:
-    assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
-    return (out / "table.md").read_text()
+@pytest.fixture(scope="module")
+def fig1(quick_run) -> Path:
+    return quick_run("lillicrap2016_fig1_linear")[1]
 
 
 @pytest.fixture(scope="module")
-def fig1(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fig1") / "out"
-    quick(FIG1, out)
-    return out
+def fig2d(quick_run) -> Path:
+    return quick_run("lillicrap2016_fig2d_depth")[1]
 
 
 @pytest.fixture(scope="module")
-def fig2d(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fig2d") / "out"
-    quick(FIG2D, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def fig4(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fig4") / "out"
-    quick(FIG4, out)
-    return out
+def fig4(quick_run) -> Path:
+    return quick_run("lillicrap2016_fig4_init_scale")[1]
 
 
 def history(*rows: tuple[int, int, float]) -> list[dict]:
