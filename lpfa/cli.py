@@ -263,7 +263,7 @@ def _plugins() -> list:
 
 
 # modules of lpfa that add their own subcommands
-BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep.cli", "lpfa.devices")
+BUILTIN_COMMANDS: tuple[str, ...] = ("lpfa.sweep.cli", "lpfa.devices", "lpfa.doctables")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 import sys
 from pathlib import Path
 
 from lpfa.config import ConfigError, add_set_option
+from lpfa.doctables import write_block
 from lpfa.sweep.executors import EXECUTORS
 
 __all__ = ["add_commands", "write_block"]
@@ -144,24 +144,6 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"  {line}", file=sys.stderr)
     print(f"see: lpfa results {store} --sweep {sweep.name}")
     return 0 if not (out.failed or out.diverged) else 1
-
-
-def write_block(path: str | Path, name: str, text: str) -> Path:
-    """Put ``text`` between ``<!-- lpfa:table NAME -->`` and ``<!-- lpfa:end -->`` in the file
-    at ``path`` (replacing what was there); a file without those markers gets the block, markers
-    included, appended at its end (what it held is kept), and a new file is the block alone."""
-    path = Path(path)
-    begin, end = f"<!-- lpfa:table {name} -->", "<!-- lpfa:end -->"
-    old = path.read_text() if path.is_file() else ""
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if pattern.search(old):
-        new = pattern.sub(lambda _: block, old)
-    else:  # never replace a document by a table
-        new = (old.rstrip("\n") + "\n\n" if old.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
-    return path
 
 
 def _results(args: argparse.Namespace) -> int:

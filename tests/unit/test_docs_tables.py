@@ -1,55 +1,79 @@
-"""Tables in docs/ rebuilt from stored runs equal what the rebuilding command prints."""
+"""Tables in docs/ rebuilt from stored runs equal what ``lpfa tables`` rebuilds them to, and the
+command's edits and errors behave."""
 
-import re
 from pathlib import Path
 
 import pytest
 
-from lpfa.sweep.report import paper_table
-from lpfa.sweep.spec import load_spec
-from lpfa.sweep.store import reading
+from lpfa import doctables
+from lpfa.cli import main
+from lpfa.doctables import SWEEPS, blocks, rebuilt, table_of
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCK = re.compile(r"<!-- lpfa:table (\S+) -->\n(.*?)<!-- lpfa:end -->", re.S)
-# (document, block name) -> (store under docs/data, spec, quick)
-STORED = {
-    ("results.md", "baldi2018_table1"): ("baldi2018_table1.sqlite", "baldi2018_table1.toml", False),
-    ("results.md", "baldi2018_fig4_sparse"): (
-        "baldi2018_fig4_sparse.sqlite",
-        "baldi2018_fig4_sparse.toml",
-        False,
-    ),
-    ("results.md", "baldi2018_fig7_error"): (
-        "baldi2018_fig7_error.sqlite",
-        "baldi2018_fig7_error.toml",
-        False,
-    ),
-    ("results.md", "baldi2018_sec42"): ("baldi2018_sec42.sqlite", "baldi2018_sec42.toml", False),
-    ("results.md", "conv_fashion_mnist"): (
-        "conv_fashion_mnist.sqlite",
-        "conv_fashion_mnist.toml",
-        False,
-    ),
-    ("sweeps.md", "baldi2018_table1_quick"): (
-        "baldi2018_table1_quick.sqlite",
-        "baldi2018_table1.toml",
-        True,
-    ),
-}
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+MARKED = [(d, b) for d in DOCS for b in blocks(d.read_text(encoding="utf-8"))]
 
 
-@pytest.mark.parametrize(("doc", "name"), list(STORED), ids=lambda v: str(v))
-def test_a_docs_table_is_what_its_store_prints(doc, name):
-    store, spec, quick = STORED[(doc, name)]
-    blocks = dict(BLOCK.findall((ROOT / "docs" / doc).read_text(encoding="utf-8")))
-    assert name in blocks, f"docs/{doc} has no block {name}"
-    sweep = load_spec(ROOT / "experiments" / spec, quick=quick)
-    with reading(ROOT / "docs" / "data" / store) as db:
-        expected = paper_table(sweep, db)
-    assert blocks[name].strip() == expected.strip()
+@pytest.mark.parametrize(("doc", "block"), MARKED, ids=[f"{d.name}:{b.label}" for d, b in MARKED])
+def test_a_docs_table_is_what_its_stored_runs_give(doc, block):
+    assert block.text.strip() == doctables._source(doc, block).strip()
 
 
-def test_every_stored_block_in_the_docs_is_checked():
-    for doc in ("results.md", "sweeps.md"):
-        for name, _ in BLOCK.findall((ROOT / "docs" / doc).read_text(encoding="utf-8")):
-            assert (doc, name) in STORED, f"docs/{doc}: block {name} has no store to check"
+def test_the_stored_sweeps_are_all_in_the_docs_and_results_has_copied_tables():
+    names = {b.args[0] for _, b in MARKED if b.kind == "table"}
+    assert names == set(SWEEPS)
+    assert sum(b.kind == "copy" for d, b in MARKED if d.name == "results.md") >= 9
+
+
+def doc_with(tmp_path, body: str) -> Path:
+    (tmp_path / "docs" / "data").mkdir(parents=True)
+    (tmp_path / "docs" / "data" / "t.md").write_text(
+        "# two tables\n\n| a |\n|---|\n| 1 |\n\ntext\n\n| b |\n|---|\n| 2 |\n"
+    )
+    doc = tmp_path / "docs" / "r.md"
+    doc.write_text(body)
+    return doc
+
+
+def test_copy_blocks_take_the_kth_table_and_check_reports_what_is_stale(tmp_path, capsys):
+    body = "intro\n<!-- lpfa:copy t.md 2 -->\n| b |\n|---|\n| old |\n<!-- lpfa:end -->\nafter\n"
+    doc = doc_with(tmp_path, body)
+    text, changed = rebuilt(doc)
+    assert changed == ["lpfa:copy t.md 2"]
+    assert (
+        text == "intro\n<!-- lpfa:copy t.md 2 -->\n| b |\n|---|\n| 2 |\n<!-- lpfa:end -->\nafter\n"
+    )
+    assert main(["tables", str(doc), "--check"]) == 1
+    assert doc.read_text() == body  # --check writes nothing
+    assert "differs" in capsys.readouterr().out
+    assert main(["tables", str(doc)]) == 0
+    assert doc.read_text() == text
+    assert main(["tables", str(doc), "--check"]) == 0
+    assert table_of("no table") is None
+
+
+@pytest.mark.parametrize(
+    ("marker", "words"),
+    [
+        ("<!-- lpfa:copy missing.md -->", "no file"),
+        ("<!-- lpfa:copy t.md 3 -->", "fewer than 3 tables"),
+        ("<!-- lpfa:copy t.md x -->", "need PATH [K ≥ 1]"),
+        ("<!-- lpfa:table nosuch -->", "a sweep of baldi2018_table1"),
+    ],
+)
+def test_a_bad_block_is_one_line_exit_2_and_no_file_changes(tmp_path, capsys, marker, words):
+    good = doc_with(tmp_path, "<!-- lpfa:copy t.md -->\nstale\n<!-- lpfa:end -->\n")
+    bad = tmp_path / "docs" / "bad.md"
+    bad.write_text(f"{marker}\nx\n<!-- lpfa:end -->\n")
+    before = good.read_text()
+    assert main(["tables", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert words in err
+    assert "lpfa:" in err
+    assert good.read_text() == before  # the good document was not rewritten either
+
+
+def test_a_missing_document_is_named(tmp_path, capsys):
+    assert main(["tables", str(tmp_path / "none.md")]) == 2
+    assert "DOC" in capsys.readouterr().err

@@ -203,6 +203,7 @@ PUBLIC = {
         "to_dict",
     ),
     "lpfa.crossbar": ("Crossbar",),
+    "lpfa.doctables": ("SWEEPS", "Block", "blocks", "rebuilt", "table_of", "write_block"),
     "lpfa.data": (
         "load_cached",
         "DataError",
