@@ -30,7 +30,12 @@ warm-up); ``--quick`` takes about 20 seconds and its numbers are only a smoke te
 
     python benchmarks/bench_train.py [--quick] [--seconds S] [--blocks K] [--data random|mnist]
                                      [--nets wide baldi] [--rules bp fa dfa] [--no-torch]
-                                     [--json PATH]
+                                     [--threads N] [--json PATH]
+
+``--threads N`` (or ``LPFA_THREADS``) limits BLAS and PyTorch to N threads; without either the
+BLAS library's own count is used (all cores unless ``OPENBLAS_NUM_THREADS`` says otherwise).
+On a machine where another process is busy, one thread is the fair setting: spinning BLAS
+workers that share a core with another process make small products tens of times slower.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from harness import blas_line, cell, ratio_cell, rotated, si
 
 from lpfa.config import Activation, ChannelConfig, Loss, ModelConfig, Rule, RunConfig
 from lpfa.network import Network
-from lpfa.threads import blas_info
+from lpfa.threads import blas_info, set_threads, threads_from_env
 
 try:
     import resource
@@ -662,8 +667,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave glibc's malloc thresholds alone (see fix_malloc_thresholds)",
     )
+    p.add_argument("--threads", type=int, help="BLAS and PyTorch threads (default: LPFA_THREADS)")
     p.add_argument("--json", type=Path, help="also write every block's rates here")
     args = p.parse_args(argv)
+    if args.threads is not None or threads_from_env() is not None:
+        set_threads(args.threads)
     quick = args.quick
     args.seconds = args.seconds or (0.1 if quick else 0.5)
     args.blocks = args.blocks or (2 if quick else 10)
