@@ -9,11 +9,8 @@ local process pool, or Dask), and writes each run as it starts and as it finishe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import platform
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,7 +21,8 @@ from typing import Any
 from lpfa.config import ConfigError, RunConfig, from_dict, to_dict
 from lpfa.sweep.executors import (
     EXECUTORS,
-    _sigint_ignored,
+    _interrupts_deferred,
+    _interrupts_ignored,
     run_dask,
     run_inline,
     run_process_pool,
@@ -131,22 +129,6 @@ class SweepOutcome:
     diverged: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C until the block is done (a store write), then raise it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-    if caught and callable(old):
-        old(signal.SIGINT, None)
 
 
 def _finished_after_interrupt(stream: Iterator[tuple[Pack, Any]]) -> Iterator[tuple[Pack, Any]]:
@@ -329,7 +311,7 @@ def _run(
         for pack, outcome in stream:
             record(pack, outcome)
     except KeyboardInterrupt:
-        with _sigint_ignored():  # a second Ctrl-C does not cut the cleanup short
+        with _interrupts_ignored():  # a second Ctrl-C does not cut the cleanup short
             for pack, outcome in _finished_after_interrupt(stream):
                 record(pack, outcome)
             for pack in live.values():  # stopped mid-run: not "running" any more

@@ -112,20 +112,44 @@ class _SigintDeferred:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def _sigint_ignored() -> Any:
-    """A context in which a second Ctrl-C does not interrupt the cleanup after the first."""
+# the signals that stop a sweep as Ctrl-C does (SIGTERM: lpfa.runfiles.terminate_as_interrupt)
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupts_ignored() -> Any:
+    """A context in which a second Ctrl-C or SIGTERM does not cut short the cleanup after the
+    first."""
     if threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def ignored() -> Iterator[None]:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in _INTERRUPTS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, old)
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
     return ignored()
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C or SIGTERM until the block is done (a store write), then deliver it to
+    the handler that was there before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _INTERRUPTS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def _begin(begun: set[int], start: Callable[[Pack], None], token: int, pack: Pack) -> None:
@@ -192,7 +216,7 @@ def run_process_pool(
                     begin(token, pack)  # its start message may have died with its worker
                     yield pack, outcome
         except KeyboardInterrupt:
-            with _sigint_ignored():
+            with _interrupts_ignored():
                 _stop_pool(pool)
             # what had finished before the workers stopped is kept, not lost
             for fut, (token, pack) in list(running.items()):
@@ -203,7 +227,7 @@ def run_process_pool(
             raise
         finally:
             if pool is not None:
-                with _sigint_ignored():
+                with _interrupts_ignored():
                     if running:
                         _stop_pool(pool)
                     else:

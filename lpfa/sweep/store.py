@@ -254,13 +254,16 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
+        if db.in_transaction:  # one cut by a signal (KeyboardInterrupt) between two statements
             db.execute("ROLLBACK")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # --- writing ----------------------------------------------------------------------------
 

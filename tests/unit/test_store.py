@@ -85,6 +85,19 @@ def test_a_transaction_that_fails_leaves_nothing(tmp_path):
         assert len(db.epochs(run_id)) == 3
 
 
+def test_a_transaction_cut_between_statements_is_rolled_back_by_the_next_write(tmp_path):
+    """A KeyboardInterrupt (Ctrl-C, SIGTERM) raised right after ``BEGIN`` or before ``COMMIT``
+    left the connection inside a transaction, and every later write refused to start."""
+    with Store(tmp_path / "s.sqlite") as db:
+        run_id = add(db, "sw", "a", 0, 0.4)
+        db._db.execute("BEGIN IMMEDIATE")  # what the signal left behind
+        db._db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+        other = add(db, "sw", "b", 1, 0.5)  # the next write starts, and lands
+        assert len(db.epochs(run_id)) == 3  # the half-done one did not
+    with Store(tmp_path / "s.sqlite") as db:
+        assert len(db.epochs(other)) == 3
+
+
 def test_finish_refuses_an_unknown_status(tmp_path):
     with Store(tmp_path / "s.sqlite") as db, pytest.raises(ValueError, match="status='ok'"):
         db.finish(1, "ok")

@@ -553,3 +553,27 @@ def test_a_pool_worker_ends_on_sigterm_whatever_handler_the_parent_installed():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_store_write_finishes_before_a_ctrl_c_or_sigterm_is_raised(signame):
+    """A SIGTERM (handled as Ctrl-C) used to be raised inside a store write: a transaction
+    left open made the cleanup's next write fail with "cannot start a transaction within a
+    transaction" (seen in the SIGTERM fault test on CI)."""
+    code = (
+        "import os, signal\n"
+        "from lpfa.runfiles import terminate_as_interrupt\n"
+        "from lpfa.sweep.executors import _interrupts_deferred\n"
+        "terminate_as_interrupt()\n"
+        "done = []\n"
+        "try:\n"
+        "    with _interrupts_deferred():\n"
+        f"        os.kill(os.getpid(), signal.{signame})\n"
+        "        done.append('write')\n"
+        "    done.append('after')\n"
+        "except KeyboardInterrupt:\n"
+        "    done.append('interrupt')\n"
+        "print(*done)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["write", "interrupt"]
