@@ -88,6 +88,7 @@ def _pool_task(fn: Callable[[dict[str, Any]], Any], token: int, config: dict[str
 def _stop_pool(pool: Any) -> None:
     """Stop a process pool now: cancel what is queued, terminate the workers, reap them."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    results = getattr(pool, "_result_queue", None)  # shutdown() forgets it
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         proc.terminate()
@@ -96,6 +97,13 @@ def _stop_pool(pool: Any) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join(timeout=3)
+    # A worker killed while sending a result leaves half a message in the result pipe, and the
+    # pool's manager thread waits in recv() for the rest for ever; the interpreter joins that
+    # thread at exit, so the process would hang there. With the workers gone, closing the
+    # parent's write end (it never writes) turns the wait into an end of file, which the thread
+    # takes for a broken pool and ends.
+    if results is not None and not any(proc.is_alive() for proc in procs):
+        results._writer.close()
 
 
 class _SigintDeferred:

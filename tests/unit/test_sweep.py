@@ -577,3 +577,40 @@ def test_a_store_write_finishes_before_a_ctrl_c_or_sigterm_is_raised(signame):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["write", "interrupt"]
+
+
+def _send_half_a_result_and_hang(ready: str) -> None:
+    """In a pool worker: write the start of a result message (its length header and a few
+    bytes) into the pool's result pipe, as a worker killed while sending a large result does."""
+    import multiprocessing
+    import struct
+    import time
+
+    result_queue = multiprocessing.current_process()._args[1]  # _process_worker's arguments
+    os.write(result_queue._writer.fileno(), struct.pack("!i", 1 << 20) + b"half")
+    Path(ready).touch()
+    time.sleep(60)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the pool's workers are forks")
+def test_stopping_the_pool_does_not_hang_on_half_a_result_from_a_killed_worker(tmp_path):
+    """The SIGINT fault test once printed its "interrupted" line and then never exited: the
+    pool's manager thread waited in recv() for the rest of a message that a terminated worker
+    had begun, and the interpreter joins that thread at exit."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lpfa.sweep.executors import _stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    ready = tmp_path / "ready"
+    pool.submit(_send_half_a_result_and_hang, str(ready))
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists()
+    manager = pool._executor_manager_thread
+    _stop_pool(pool)
+    manager.join(timeout=10)
+    assert not manager.is_alive()
