@@ -44,6 +44,7 @@ import datetime as _dt
 import json
 import math
 import sqlite3
+import time
 import urllib.parse
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -206,7 +207,18 @@ class Store:
 
     def _create(self, timeout: float) -> None:
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        # Two processes opening one new store at once can each hold a lock the other's switch
+        # to WAL needs; SQLite answers "database is locked" at once there, without waiting the
+        # busy timeout (it would be a deadlock), so the switch is retried until the timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         self._db.execute("PRAGMA synchronous = NORMAL")
         if self._version == 1:  # foreign keys off: dropping the old runs table keeps epochs
             self._upgrade_from_1()
