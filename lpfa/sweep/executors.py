@@ -224,8 +224,9 @@ def run_process_pool(
                     begin(token, pack)  # its start message may have died with its worker
                     yield pack, outcome
         except KeyboardInterrupt:
-            with _interrupts_ignored():
-                _stop_pool(pool)
+            if pool is not None:  # a SIGTERM (not held back while forking) can come before it
+                with _interrupts_ignored():
+                    _stop_pool(pool)
             # what had finished before the workers stopped is kept, not lost
             for fut, (token, pack) in list(running.items()):
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
