@@ -2,7 +2,9 @@
 
 Issue targets: sparse feedback at n = 1 costs no more per step than dense (the channel is the
 same matrix product, sparsity is in the values); a step with the error channel quantized (eq. 19,
-3 bits, as written and with ``flush_to_zero``) takes at most 1.15× the unquantized step. Baldi
+3 bits, as written and with ``flush_to_zero``) takes at most 1.15× the unquantized step. Also
+timed, with no target: the per-example update channel (§5.2), whose 1-bit step as written is a
+product of signs and whose other steps form every example's outer product. Baldi
 et al.'s 784-100-100-100-100-10 net, batch 100, float32, numpy, one member.
 
 Configurations are timed in interleaved round-robin blocks (the machine's speed jumps between
@@ -28,6 +30,11 @@ VARIANTS = {
     "sparse-1": {"feedback": "bernoulli", "feedback_nonzeros": 1.0},
     "error 3-bit": {"error_format": "log:bits=3,alpha=0.125"},
     "error 3-bit, flush": {"error_format": "log:bits=3,alpha=0.125,flush_to_zero=True"},
+    # each example's update quantized (the §5.2 rows): at 1 bit as written a product of signs,
+    # with flush_to_zero (same levels) and at 3 bits every example's outer product
+    "update 1-bit": {"update_format": "log:bits=1,alpha=0.0015625"},
+    "update 1-bit, flush": {"update_format": "log:bits=1,alpha=0.0015625,flush_to_zero=True"},
+    "update 3-bit": {"update_format": "log:bits=3,alpha=0.0015625"},
 }
 
 

@@ -209,8 +209,20 @@ class Crossbar:
         per step, against 25 ms with 16 MiB chunks and no skipping. On a device the skipping is
         off: finding the zero columns is a data-dependent shape, a device sync per layer and step;
         chunks of 64 Mi elements make a batch a few kernel launches, not one per example.
+
+        Where q(x) = c · sign(x) (``q.sign_level``, eq. 19 as written at 1 bit), q(r · o) =
+        c · sign(r) · sign(o), and the sum is c times one GEMM of the signs: no outer product is
+        formed (the Baldi net's 1-bit RBP step on an MNIST batch, one CPU thread: 1.4 ms, against
+        20 ms for the same step with ``flush_to_zero``, which forms every example's product). It
+        equals the elementwise sum except where a product r · o underflows to 0 in the dtype
+        (|r · o| below its smallest subnormal), which the elementwise path quantizes to 0.
         """
         xp = self.xp
+        level = getattr(q, "sign_level", None)
+        if level is not None:
+            dW = outer_sum(xp.zeros_like(self.W), xp.sign(post), xp.sign(pre))
+            dW *= level
+            return dW, q(post).sum(axis=1)
         E, n_out, n_in = self.W.shape
         batch = post.shape[1]
         host = is_host(xp)

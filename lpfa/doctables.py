@@ -11,8 +11,8 @@ A table in a markdown file that is rebuilt from stored runs sits between two mar
 
 ``lpfa tables`` rewrites every block of the given documents (default: every ``docs/*.md``) from
 what is stored; ``lpfa tables --check`` only says which blocks differ (exit 1 if any).
-tests/unit/test_docs_tables.py checks every block the same way, one test per block. Paths are relative to the document: ``docs/data/`` beside it,
-``experiments/`` beside its folder.
+tests/unit/test_docs_tables.py checks every block the same way, one test per block. Paths are
+relative to the document: ``docs/data/`` beside it, ``experiments/`` beside its folder.
 """
 
 from __future__ import annotations

@@ -230,16 +230,21 @@ class Quantizer:
         Needed for stochastic rounding (the channel's runtime generator).
     keeps_zero : bool
         Whether q(0) = 0 (``fmt.has_zero``): a sum of quantized products may skip zero factors.
+    sign_level : float or None
+        c where q(x) = c · sign(x) for every x (``fmt.sign_level(rounding)``): then a sum of
+        quantized products q(r_b · o_b) is c times a product of signs.
     """
 
     fmt: Format
     rounding: Rounding = Rounding.NEAREST
     rng: Any = None
     keeps_zero: bool = field(init=False)
+    sign_level: float | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", _check_call(self.fmt, self.rounding, self.rng))
         object.__setattr__(self, "keeps_zero", self.fmt.has_zero)
+        object.__setattr__(self, "sign_level", self.fmt.sign_level(self.rounding))
 
     def __call__(self, x: Any) -> Any:
         """``quantize(x, fmt, rounding=rounding, rng=rng)``: a new array, x's shape and dtype."""

@@ -223,6 +223,14 @@ class _Format:
         g = self.grid(dtype)
         return float(g[-1]), float(g[0]), math.nan
 
+    def sign_level(self, rounding: Rounding) -> float | None:
+        """The c with ``Q(x) == c * sign(x)`` for every x under ``rounding`` (0 -> 0), else None.
+
+        Then ``Q(r * o) == c * sign(r) * sign(o)``: a sum of quantized products is one product of
+        signs (see :meth:`lpfa.crossbar.Crossbar.update`). None by default.
+        """
+        return None
+
     def _kernel(self, dtype: np.dtype, rounding: Rounding) -> Any:
         """A precomputed ``kernel(x, out, xp)`` for this rounding and dtype, or None."""
         return None
@@ -310,6 +318,13 @@ class LogFormat(_Format):
             t[lo == 0] = hi[lo == 0] / math.sqrt(2)
             t[hi == 0] = lo[hi == 0] / math.sqrt(2)
         return t
+
+    def sign_level(self, rounding: Rounding) -> float | None:
+        """alpha at one level, nearest rounding, no zero code and a fixed alpha <= 1 (so that
+        x / alpha never underflows): ``{-alpha, alpha}`` and 0 -> 0, eq. 19 as written at 1 bit;
+        else None."""
+        one_level = self.bits == 1 and not self.flush_to_zero
+        return _fixed_sign_level(self.alpha, rounding) if one_level else None
 
     def _kernel(self, dtype: np.dtype, rounding: Rounding) -> LogKernel | None:
         return _log_plan(self, dtype) if rounding is Rounding.NEAREST else None
@@ -615,6 +630,11 @@ class Ternary(_Format):
         """``[-threshold * scale, threshold * scale]``: the dead zone's edges, in ``dtype``."""
         top = float(self.grid(dtype)[-1])  # the scale in dtype
         return np.array([-1.0, 1.0]) * float(np.dtype(dtype).type(self.threshold)) * top
+
+    def sign_level(self, rounding: Rounding) -> float | None:
+        """scale with no dead zone (threshold 0), nearest rounding and a fixed scale <= 1; else
+        None."""
+        return _fixed_sign_level(self.scale, rounding) if self.threshold == 0 else None
 
     def _scale(self) -> float | DynamicScale:
         return self.scale
@@ -950,6 +970,14 @@ def _resolve_scale(x: Any, scale: float | DynamicScale, top: float) -> Any:
     if isinstance(scale, DynamicScale):
         return _dynamic_scale(x, scale, top)
     return x.dtype.type(scale)
+
+
+def _fixed_sign_level(scale: float | DynamicScale, rounding: Rounding) -> float | None:
+    """``scale`` where a format that sends every non-zero x to +-scale does so exactly: nearest
+    rounding, a fixed scale, and scale <= 1 (x / scale does not underflow); else None."""
+    if rounding is Rounding.NEAREST and not isinstance(scale, DynamicScale) and scale <= 1:
+        return float(scale)
+    return None
 
 
 @cache

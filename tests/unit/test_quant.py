@@ -642,6 +642,37 @@ def test_has_zero_iff_zero_is_a_value_and_q_of_0_is_0(fmt):
     assert quantizer(fmt).keeps_zero == fmt.has_zero
 
 
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        *FACT_FORMATS,
+        LogFormat(bits=1, alpha=0.0015625),
+        LogFormat(bits=1, alpha=0.3),
+        LogFormat(bits=1, alpha=4.0),  # x / alpha underflows for the smallest subnormals
+        Ternary(threshold=0.0, scale=0.25),
+        Ternary(threshold=0.0, scale=4.0),
+    ],
+    ids=repr,
+)
+def test_sign_level_is_set_exactly_where_q_is_a_level_times_the_sign(fmt):
+    # sign_level = c claims Q(x) == c * sign(x) for every x (0 -> 0), which is what lets a sum of
+    # quantized products be a product of signs; a format without the claim must break it somewhere
+    tiny, big = np.finfo(F32).smallest_subnormal, np.finfo(F32).max
+    x = np.concatenate(
+        [
+            [0.0, tiny, -tiny, big, -big, np.inf, -np.inf, 1e-30, -3e-8],
+            np.random.default_rng(0).standard_normal(200) * 0.1,
+        ]
+    ).astype(F32)
+    for rounding in fmt.roundings:
+        level = fmt.sign_level(rounding)
+        got = q_each(fmt, x, rounding)
+        is_sign = np.array_equal(got, F32(level or 1.0) * np.sign(x))
+        assert (level is not None) == is_sign, rounding.value
+        assert quantizer(fmt, rounding, np.random.default_rng(0)).sign_level == level
+    assert LogFormat(bits=1, alpha=DynamicScale.PER_TENSOR).sign_level(Rounding.NEAREST) is None
+
+
 @GRIDDED
 def test_nonfinite_says_what_quantize_does_with_inf_and_nan(fmt):
     for rounding in fmt.roundings:

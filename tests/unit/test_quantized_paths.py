@@ -70,7 +70,14 @@ def test_update_channel_quantizes_each_example_before_the_sum(xp):
 
 
 @pytest.mark.parametrize(
-    "spec", ["log:bits=3,alpha=0.015625", "log:bits=1,alpha=0.015625,flush_to_zero=True", "sign"]
+    "spec",
+    [
+        "log:bits=3,alpha=0.015625",
+        "log:bits=1,alpha=0.015625,flush_to_zero=True",
+        "sign",
+        "log:bits=1,alpha=0.015625",  # eq. 19 at 1 bit: a product of signs, no outer products
+        "log:bits=1,alpha=0.0015625",
+    ],
 )
 @pytest.mark.parametrize("budget", [10_000, 40, 1])
 def test_per_example_sum_skips_zero_columns_only_where_q_of_0_is_0(xp, spec, budget):
@@ -90,6 +97,33 @@ def test_per_example_sum_skips_zero_columns_only_where_q_of_0_is_0(xp, spec, bud
     want = q(post[:, :, :, None] * pre[None, :, None, :]).sum(axis=1)
     np.testing.assert_allclose(to_numpy(dW), want, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(to_numpy(db), q(post).sum(axis=1))
+
+
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_one_bit_update_as_a_product_of_signs_equals_every_example_quantized(xp, shared_input):
+    # float32, alpha a power of two: every partial sum of +-alpha is exact, so the sum of signs
+    # times alpha must equal the elementwise path bit for bit (which a wrapper without
+    # sign_level forces); a network step with it matches the elementwise step too
+    from lpfa.crossbar import Crossbar
+    from lpfa.quant import quantizer
+
+    rng = np.random.default_rng(5)
+    E, B, n_out, n_in = 3, 100, 7, 30
+    post = (rng.standard_normal((E, B, n_out)) * 1e-3).astype(np.float32)
+    post[:, ::3, 2] = 0.0
+    pre = rng.standard_normal((B, n_in) if shared_input else (E, B, n_in)).astype(np.float32)
+    pre[..., :5] = np.maximum(pre[..., :5], 0)
+    q = quantizer("log:bits=1,alpha=0.015625")
+    assert q.sign_level == 0.015625
+    layer = Crossbar(
+        xp.asarray(np.zeros((E, n_out, n_in), np.float32)),
+        xp.asarray(np.zeros((E, n_out), np.float32)),
+    )
+    fast = layer._quantized_sum(xp.asarray(post), xp.asarray(pre), q)
+    slow = layer._quantized_sum(xp.asarray(post), xp.asarray(pre), lambda v: q(v))
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
 
 
 def test_formats_off_are_exactly_off(xp):
