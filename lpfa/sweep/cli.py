@@ -1,6 +1,7 @@
 """The ``lpfa sweep``, ``lpfa results`` and ``lpfa plot`` commands.
 
-lpfa sweep SPEC.toml [--quick] [--dry-run] [--store FILE] [--executor inline|process|dask]
+lpfa sweep SPEC.toml [--quick] [--dry-run] [--store FILE] [--only LABEL ...]
+           [--executor inline|process|dask]
            [--scheduler ADDRESS [--scheduler-timeout SECONDS]]
 lpfa results STORE [--sweep NAME] [--by FIELD ...] [--metric NAME ...] [--paper SPEC]
 lpfa plot STORE --x FIELD --y METRIC [--hue FIELD] [--out FILE]
@@ -29,6 +30,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dry-run", action="store_true", help="list the runs and their cost only")
     s.add_argument("--store", help="SQLite results file (default: results/<sweep>.sqlite)")
     add_set_option(s, "a field of every run")
+    s.add_argument(
+        "--only",
+        action="append",
+        metavar="LABEL",
+        help="run only the configurations whose label matches, shell-style: --only 'update1_*' "
+        "(repeatable; a chunk of a long sweep)",
+    )
     s.add_argument(
         "--executor",
         choices=EXECUTORS,
@@ -100,6 +108,8 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.pack < 1:
             raise ConfigError("--pack", args.pack, "must be >= 1")
         sweep = dataclasses.replace(sweep, pack=args.pack)
+    if args.only:
+        sweep = _only(sweep, args.only)
     store = Path(args.store) if args.store else Path("results") / f"{sweep.name}.sqlite"
     if args.dry_run:
         print(dry_run(sweep, store))
@@ -144,6 +154,19 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"  {line}", file=sys.stderr)
     print(f"see: lpfa results {store} --sweep {sweep.name}")
     return 0 if not (out.failed or out.diverged) else 1
+
+
+def _only(sweep, patterns: list[str]):
+    """The sweep with only the runs whose label matches one of ``patterns`` (fnmatch)."""
+    from fnmatch import fnmatchcase
+
+    labels = list(dict.fromkeys(r.label for r in sweep.runs))
+    for p in patterns:
+        if not any(fnmatchcase(label, p) for label in labels):
+            shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+            raise ConfigError("--only", p, f"matches no label of {sweep.name} ({shown})")
+    runs = tuple(r for r in sweep.runs if any(fnmatchcase(r.label, p) for p in patterns))
+    return dataclasses.replace(sweep, runs=runs)
 
 
 def _results(args: argparse.Namespace) -> int:

@@ -375,6 +375,25 @@ def test_cli_sweep_results_and_plot(cli, spec_file, tmp_path, capsys):
     assert fig.stat().st_size > 1000
 
 
+def test_cli_only_runs_a_chunk_of_the_labels_and_the_rest_later(cli, spec_file, tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    labels = [r.label for r in load_spec(spec_file).runs]
+    rbp = [label for label in labels if "rbp" in label]
+    assert rbp and len(rbp) < len(labels)
+    args = ["sweep", str(spec_file), "--store", str(store), "--quiet"]
+    assert cli([*args, "--only", "*rbp*"]) == 0
+    assert f"{len(rbp)} done, 0 failed" in capsys.readouterr().out
+    with Store(store) as db:
+        assert sorted(r["label"] for r in db.records("tiny")) == sorted(rbp)
+    assert cli(args) == 0  # the whole sweep resumes: only the other labels run
+    assert f"{len(labels) - len(rbp)} done, 0 failed, 0 diverged, {len(rbp)} already done" in (
+        capsys.readouterr().out
+    )
+    assert cli([*args, "--only", "*rbp*", "--only", "nothing*"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --only='nothing*': matches no label of tiny (")
+
+
 def test_cli_refuses_a_bad_spec_in_one_line_before_running_anything(cli, tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text(SPEC.replace('["bp", "rbp"]', '["bp", "rbp"]\nchannel.dropout = [0.1, 1.5]'))
