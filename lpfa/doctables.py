@@ -32,6 +32,7 @@ SWEEPS: dict[str, tuple[str, str, bool]] = {
     "baldi2018_table1": ("baldi2018_table1.sqlite", "baldi2018_table1.toml", False),
     "baldi2018_fig4_sparse": ("baldi2018_fig4_sparse.sqlite", "baldi2018_fig4_sparse.toml", False),
     "baldi2018_fig7_error": ("baldi2018_fig7_error.sqlite", "baldi2018_fig7_error.toml", False),
+    "baldi2018_fig8_update": ("baldi2018_fig8_update.sqlite", "baldi2018_fig8_update.toml", False),
     "baldi2018_sec42": ("baldi2018_sec42.sqlite", "baldi2018_sec42.toml", False),
     "conv_fashion_mnist": ("conv_fashion_mnist.sqlite", "conv_fashion_mnist.toml", False),
     "baldi2018_table1_quick": ("baldi2018_table1_quick.sqlite", "baldi2018_table1.toml", True),
