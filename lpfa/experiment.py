@@ -55,6 +55,7 @@ __all__ = [
     "Results",
     "accuracy_rows",
     "collect",
+    "collect_store",
     "final_rows",
     "finished",
     "obtain",
@@ -320,6 +321,45 @@ def collect(out: Path, labels: Sequence[str]) -> Results:
             seeds[label] = sorted({r["seed"] for r in runs[label]})
         if status == "diverged":
             diverged[label] = _diverged_epoch(folder, runs[label])
+    return Results(out=out, runs=runs, diverged=diverged, seeds=seeds, missing=missing)
+
+
+def collect_store(store: str | Path, sweep: str, labels: Sequence[str], out: Path) -> Results:
+    """The finished runs of ``labels`` in one sweep of a results store, as :func:`collect` reads
+    run folders, for a script that draws its table and plots from a long sweep.
+
+    A label's history is the rows of its ``done`` runs (one per seed, numbered as the members of
+    one ensemble) in seed order; a label
+    with a ``diverged`` run is diverged, in the epoch after the last one stored; a label with
+    neither is missing. Runs still pending (``running``, ``failed``, ``interrupted``) are left
+    out, so a partly run sweep gives the seeds finished so far.
+
+    Raises
+    ------
+    ConfigError
+        ``--store``: the file cannot be read as a store, or holds no finished run of ``sweep``.
+    """
+    from lpfa.sweep.store import reading
+
+    runs, diverged, seeds, missing = {}, {}, {}, []
+    with reading(store) as db:
+        records = db.records(sweep, status=FINISHED)
+        if not records:
+            raise ConfigError("--store", str(store), f"holds no finished run of sweep {sweep!r}")
+        for label in labels:
+            mine = sorted((r for r in records if r["label"] == label), key=lambda r: r["seed"])
+            if not mine:
+                missing.append(label)
+                continue
+            histories = {r["seed"]: (r["status"], db.epochs(r["id"])) for r in mine}
+            bad = [h for status, h in histories.values() if status == "diverged"]
+            if bad:
+                diverged[label] = min(max((e["epoch"] for e in h), default=-1) + 1 for h in bad)
+            # the members of one ensemble, as a run folder's history numbers them
+            runs[label] = [
+                {**row, "member": m} for m, (_, h) in enumerate(histories.values()) for row in h
+            ]
+            seeds[label] = list(histories)
     return Results(out=out, runs=runs, diverged=diverged, seeds=seeds, missing=missing)
 
 

@@ -260,3 +260,36 @@ def test_curves_mark_a_diverged_run_without_a_mean_or_band(figures):
     cross = next(line for line in ax.lines if "diverged" in line.get_label())
     assert cross.get_marker() == "x"
     assert list(cross.get_xdata()) == [0.0]
+
+
+def stored_run(db, label, seed, status, errors):
+    """One finished run of sweep ``sw`` in a store: test error ``errors[e]`` % at epoch e."""
+    run_id = db.start("sw", label, f"h-{label}", seed, {"seeds": [seed]}, {}, [seed])
+    rows = [
+        {"epoch": e, "seed": seed, "step": e, "test_acc": 1 - err / 100}
+        for e, err in enumerate(errors)
+    ]
+    db.finish(run_id, status, rows)
+
+
+def test_collect_store_reads_a_sweeps_finished_seeds_as_one_ensemble_per_label(tmp_path):
+    from lpfa.experiment import collect_store
+    from lpfa.sweep.store import Store
+
+    with Store(tmp_path / "s.sqlite") as db:
+        stored_run(db, "b", 3, "done", [90, 5, 4])
+        stored_run(db, "b", 1, "done", [90, 6, 2])
+        stored_run(db, "c", 0, "diverged", [90, 50])
+        stored_run(db, "c", 1, "done", [90, 8, 7])
+        db.start("sw", "d", "h-d", 0, {"seeds": [0]}, {}, [0])  # still running: not finished
+        db.start("other", "b", "h-b", 7, {"seeds": [7]}, {}, [7])  # another sweep
+    got = collect_store(tmp_path / "s.sqlite", "sw", ["b", "c", "d", "e"], tmp_path / "out")
+    assert got.seeds == {"b": [1, 3], "c": [0, 1]}
+    assert [(r["member"], r["seed"], r["epoch"]) for r in got.runs["b"]] == [
+        (0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 3, 0), (1, 3, 1), (1, 3, 2)
+    ]  # fmt: skip
+    assert got.diverged == {"c": 2}  # after the last epoch stored of its diverged seed
+    assert got.missing == ["d", "e"]
+    assert list(got.done) == ["b"]
+    with pytest.raises(C.ConfigError, match="holds no finished run of sweep 'other'"):
+        collect_store(tmp_path / "s.sqlite", "other", ["b"], tmp_path / "out")

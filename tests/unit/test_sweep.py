@@ -379,7 +379,8 @@ def test_cli_only_runs_a_chunk_of_the_labels_and_the_rest_later(cli, spec_file, 
     store = tmp_path / "s.sqlite"
     labels = [r.label for r in load_spec(spec_file).runs]
     rbp = [label for label in labels if "rbp" in label]
-    assert rbp and len(rbp) < len(labels)
+    assert rbp
+    assert len(rbp) < len(labels)
     args = ["sweep", str(spec_file), "--store", str(store), "--quiet"]
     assert cli([*args, "--only", "*rbp*"]) == 0
     assert f"{len(rbp)} done, 0 failed" in capsys.readouterr().out
