@@ -7,7 +7,9 @@ A table in a markdown file that is rebuilt from stored runs sits between two mar
   under ``experiments/`` (:data:`SWEEPS`);
 - ``<!-- lpfa:copy PATH [K] -->`` … ``<!-- lpfa:end -->``: the K-th pipe table (default 1) of
   ``docs/data/PATH``, a table that an experiment script wrote from its run folders (its
-  ``--plot-only`` writes it again from them).
+  ``--plot-only`` writes it again from them);
+- ``<!-- lpfa:runtime GLOB ... -->`` … ``<!-- lpfa:end -->``: what each sweep of the stores
+  ``docs/data/GLOB`` cost to train (:func:`lpfa.sweep.report.runtime_table`).
 
 ``lpfa tables`` rewrites every block of the given documents (default: every ``docs/*.md``) from
 what is stored; ``lpfa tables --check`` only says which blocks differ (exit 1 if any).
@@ -39,7 +41,7 @@ SWEEPS: dict[str, tuple[str, str, bool]] = {
 }
 
 END = "<!-- lpfa:end -->"
-_BLOCK = re.compile(r"<!-- lpfa:(table|copy) ([^>]*?) -->\n(.*?)" + re.escape(END), re.S)
+_BLOCK = re.compile(r"<!-- lpfa:(table|copy|runtime) ([^>]*?) -->\n(.*?)" + re.escape(END), re.S)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,13 @@ def _source(doc: Path, block: Block) -> str:
         sweep = load_spec(doc.parent.parent / "experiments" / spec, quick=quick)
         with reading(data / store) as db:
             return paper_table(sweep, db).strip()
+    if block.kind == "runtime":
+        from lpfa.sweep.report import runtime_table
+
+        stores = sorted({p for pattern in block.args for p in data.glob(pattern)})
+        if not stores:
+            raise ConfigError(block.label, " ".join(block.args), f"in {doc}: no store matches")
+        return runtime_table(stores).strip()
     if not 1 <= len(block.args) <= 2 or (len(block.args) == 2 and not block.args[1].isdigit()):
         raise ConfigError(block.label, " ".join(block.args), f"in {doc}: need PATH [K ≥ 1]")
     path = data / block.args[0]

@@ -3,7 +3,8 @@
 :func:`results` groups the finished runs of a store (mean ± std over the seeds of one
 configuration); :func:`format_table` prints them, :func:`paper_table` sets them next to the
 spec's ``[paper]`` numbers, :func:`plot` draws final metric against a config field, and
-:func:`dry_run` lists a spec's runs, their packing, status and cost before anything runs.
+:func:`dry_run` lists a spec's runs, their packing, status and cost before anything runs, and
+:func:`runtime_table` says what each stored sweep cost to train.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from lpfa.report import text_table
 from lpfa.sweep.spec import Sweep
 from lpfa.sweep.store import Store, _flat, _frame, pick_sweep, reading
 
-__all__ = ["METRIC_ALIASES", "dry_run", "format_table", "paper_table", "plot", "results"]
+__all__ = [
+    "METRIC_ALIASES",
+    "dry_run",
+    "format_table",
+    "paper_table",
+    "plot",
+    "results",
+    "runtime_table",
+]
 
 METRIC_ALIASES = {
     "test_accuracy": "test_acc",
@@ -323,3 +332,47 @@ def paper_table(sweep: Sweep, store: str | Path | Store, *, title: str | None = 
         lines.append("|".join([*cells[:-3], ""]))
     head = f"{title or paper['title'] or sweep.name}\n\n" if (title or paper["title"]) else ""
     return head + "\n".join(lines) + "\n"
+
+
+def runtime_table(stores: Sequence[str | Path]) -> str:
+    """A markdown table of what each sweep in ``stores`` cost to train, from its stored runs.
+
+    One row per sweep: its finished runs (done or diverged) of those stored, the batched runs
+    they trained in (a pack of seeds is one batched run, timed once), the training time summed
+    over the batched runs and per batched run (median, min–max), and the BLAS kernel and threads
+    the runs recorded. Runs still pending (running, failed, interrupted) are counted but not
+    timed.
+    """
+    lines = [
+        "| store | sweep | finished runs (of stored) | batched runs | training time, sum (h) "
+        "| per batched run, median (min–max) (min) | BLAS kernel, threads | dates |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in stores:
+        with reading(path) as db:
+            for sweep in db.sweeps():
+                recs = db.records(sweep)
+                done = [r for r in recs if r["status"] in ("done", "diverged")]
+                packs = {(r["config_hash"], json.dumps(r["packed_with"])): r for r in done}
+                secs = [r["seconds"] for r in packs.values() if r["seconds"] is not None]
+                machines = sorted(
+                    {
+                        f"{v.get('blas_architecture') or v.get('blas') or '?'}"
+                        f"{' (forced)' if v.get('openblas_coretype') else ''}, "
+                        f"{v.get('threads', '?')}"
+                        for v in (r["versions"] or {} for r in done)
+                    }
+                )
+                days = sorted(d[:10] for r in done for d in (r["started"], r["finished"]) if d)
+                per = (
+                    f"{statistics.median(secs) / 60:.1f} ({min(secs) / 60:.1f}–"
+                    f"{max(secs) / 60:.1f})"
+                    if secs
+                    else "—"
+                )
+                span = f"{days[0]} – {days[-1]}" if days else "—"
+                lines.append(
+                    f"| {Path(path).name} | {sweep} | {len(done)} ({len(recs)}) | {len(packs)} "
+                    f"| {sum(secs) / 3600:.2f} | {per} | {'; '.join(machines) or '—'} | {span} |"
+                )
+    return "\n".join(lines) + "\n"

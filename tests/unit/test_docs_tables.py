@@ -23,6 +23,9 @@ def test_the_stored_sweeps_are_all_in_the_docs_and_results_has_copied_tables():
     names = {b.args[0] for _, b in MARKED if b.kind == "table"}
     assert names == set(SWEEPS)
     assert sum(b.kind == "copy" for d, b in MARKED if d.name == "results.md") >= 9
+    (runtime,) = [b for d, b in MARKED if b.kind == "runtime"]
+    for name, (store, _, _) in SWEEPS.items():  # every stored sweep has its cost in the docs
+        assert f"| {store} | {name} |" in runtime.text
 
 
 def doc_with(tmp_path, body: str) -> Path:
@@ -59,6 +62,7 @@ def test_copy_blocks_take_the_kth_table_and_check_reports_what_is_stale(tmp_path
         ("<!-- lpfa:copy t.md 3 -->", "fewer than 3 tables"),
         ("<!-- lpfa:copy t.md x -->", "need PATH [K ≥ 1]"),
         ("<!-- lpfa:table nosuch -->", "a sweep of baldi2018_table1"),
+        ("<!-- lpfa:runtime none*.sqlite -->", "no store matches"),
     ],
 )
 def test_a_bad_block_is_one_line_exit_2_and_no_file_changes(tmp_path, capsys, marker, words):
@@ -77,3 +81,22 @@ def test_a_bad_block_is_one_line_exit_2_and_no_file_changes(tmp_path, capsys, ma
 def test_a_missing_document_is_named(tmp_path, capsys):
     assert main(["tables", str(tmp_path / "none.md")]) == 2
     assert "DOC" in capsys.readouterr().err
+
+
+def test_runtime_table_times_each_batched_run_once_and_skips_pending_runs(tmp_path):
+    from lpfa.sweep.report import runtime_table
+    from lpfa.sweep.store import Store
+
+    versions = {"blas_architecture": "SkylakeX", "threads": 1, "openblas_coretype": None}
+    with Store(tmp_path / "s.sqlite") as db:
+        for seed in (0, 1):  # one batched run of two seeds, 60 s
+            run = db.start("sw", "a", "ha", seed, {}, {}, [0, 1])
+            db.finish(run, "done", [{"epoch": 0, "seed": seed}], seconds=60.0, versions=versions)
+        run = db.start("sw", "b", "hb", 0, {}, {}, [0])
+        forced = {**versions, "blas_architecture": "Haswell", "openblas_coretype": "Haswell"}
+        db.finish(run, "diverged", [{"epoch": 0, "seed": 0}], seconds=180.0, versions=forced)
+        db.start("sw", "c", "hc", 0, {}, {}, [0])  # still running: counted, not timed
+    (row,) = runtime_table([tmp_path / "s.sqlite"]).splitlines()[2:]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[:6] == ["s.sqlite", "sw", "3 (4)", "2", "0.07", "2.0 (1.0–3.0)"]
+    assert cells[6] == "Haswell (forced), 1; SkylakeX, 1"
