@@ -5,6 +5,7 @@ lpfa sweep SPEC.toml [--quick] [--dry-run] [--store FILE] [--only LABEL ...]
            [--scheduler ADDRESS [--scheduler-timeout SECONDS]]
 lpfa results STORE [--sweep NAME] [--by FIELD ...] [--metric NAME ...] [--paper SPEC]
 lpfa plot STORE --x FIELD --y METRIC [--hue FIELD] [--out FILE]
+lpfa plot STORE --x epoch --y METRIC [METRIC ...] [--only LABEL ...] [--by FIELD] [--out FILE]
 """
 
 from __future__ import annotations
@@ -84,11 +85,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     r.set_defaults(func=_results)
 
-    p = sub.add_parser("plot", help="a figure of final metrics against a config field")
+    p = sub.add_parser(
+        "plot",
+        help="a figure of final metrics against a config field, or learning curves (--x epoch)",
+    )
     p.add_argument("store", help="the SQLite results file")
-    p.add_argument("--x", required=True, help="config field on the x axis, e.g. channel.dropout")
-    p.add_argument("--y", required=True, help="final metric, e.g. test_accuracy")
+    p.add_argument(
+        "--x",
+        required=True,
+        help="config field on the x axis, e.g. channel.dropout; or epoch: learning curves, "
+        "one line per label (mean ± std over its seeds), one panel per --y",
+    )
+    p.add_argument(
+        "--y",
+        required=True,
+        nargs="+",
+        help="final metric, e.g. test_accuracy (with --x epoch: per-epoch metrics, one panel each)",
+    )
     p.add_argument("--hue", help="config field with one line per value, e.g. rule")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="with --x epoch: only labels matching, shell-style (repeatable)",
+    )
+    p.add_argument("--by", help="with --x epoch: config field with one column of panels per value")
     p.add_argument("--sweep", help="which sweep (needed when the store holds several)")
     p.add_argument("--out", help="image file (default: results/<sweep>_<y>_vs_<x>.png)")
     p.set_defaults(func=_plot)
@@ -198,12 +220,26 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from lpfa.sweep.report import plot
+    from lpfa.sweep.report import curves_plot, plot
     from lpfa.sweep.store import pick_sweep, reading
 
+    epochs = args.x == "epoch"
+    for flag, value, ok in (
+        ("--y", " ".join(args.y), epochs or len(args.y) == 1),
+        ("--hue", args.hue, not (epochs and args.hue)),
+        ("--only", " ".join(args.only), epochs or not args.only),
+        ("--by", args.by, epochs or args.by is None),
+    ):
+        if not ok:
+            allowed = "one metric" if flag == "--y" else "only with --x epoch"
+            raise ConfigError(flag, value, f"{allowed} (--x epoch: curves; --by for columns)")
     with reading(args.store) as db:
         name = pick_sweep(db, args.sweep)
-        out = args.out or Path("results") / f"{name}_{args.y}_vs_{args.x}.png"
-        path = plot(db, out, x=args.x, y=args.y, hue=args.hue, sweep=name)
+        y = "_".join(args.y)
+        out = args.out or Path("results") / f"{name}_{y}_vs_{args.x}.png"
+        if epochs:
+            path = curves_plot(db, out, y=args.y, sweep=name, only=args.only, by=args.by)
+        else:
+            path = plot(db, out, x=args.x, y=args.y[0], hue=args.hue, sweep=name)
     print(f"wrote {path}")
     return 0

@@ -2,7 +2,8 @@
 
 :func:`results` groups the finished runs of a store (mean ± std over the seeds of one
 configuration); :func:`format_table` prints them, :func:`paper_table` sets them next to the
-spec's ``[paper]`` numbers, :func:`plot` draws final metric against a config field, and
+spec's ``[paper]`` numbers, :func:`plot` draws final metric against a config field,
+:func:`curves_plot` the per-epoch metrics of chosen labels, and
 :func:`dry_run` lists a spec's runs, their packing, status and cost before anything runs, and
 :func:`runtime_table` says what each stored sweep cost to train.
 """
@@ -23,6 +24,7 @@ from lpfa.sweep.store import Store, _flat, _frame, pick_sweep, reading
 
 __all__ = [
     "METRIC_ALIASES",
+    "curves_plot",
     "dry_run",
     "format_table",
     "paper_table",
@@ -235,6 +237,67 @@ def plot(
     if hkey:
         ax.legend(title=hkey)
     return save(fig, path)
+
+
+def curves_plot(
+    store: str | Path | Store,
+    path: str | Path,
+    *,
+    y: Sequence[str],
+    sweep: str | None = None,
+    only: Sequence[str] = (),
+    by: str | None = None,
+) -> Path:
+    """Learning curves from a store: one panel per metric in ``y`` against the epoch, one line
+    per label (the mean over its finished seeds, ± 1 std band), written to ``path``.
+
+    ``only``: shell-style label patterns (as ``lpfa sweep --only``). ``by``: a config field
+    (dotted path or unique ending) with one column of panels per value. A diverged label is
+    drawn as diverged (:func:`lpfa.plots.curves`).
+
+    Raises
+    ------
+    ConfigError
+        No finished run (of the labels asked for), a metric the histories do not have, or an
+        unknown ``by`` field.
+    """
+    from fnmatch import fnmatchcase
+
+    from lpfa.experiment import FINISHED, collect_store
+    from lpfa.plots import curves
+    from lpfa.report import metric_name
+
+    with reading(store) as db:
+        sweep = pick_sweep(db, sweep)
+        records = db.records(sweep, status=FINISHED)
+        labels = [
+            label
+            for label in dict.fromkeys(r["label"] for r in records)
+            if not only or any(fnmatchcase(label, pattern) for pattern in only)
+        ]
+        if not labels:
+            what = f"--only {' '.join(only)}" if only else "the store"
+            raise ConfigError("--only" if only else "store", " ".join(only) or str(store),
+                              f"no finished run of sweep {sweep} matches {what}")  # fmt: skip
+        got = collect_store(db, sweep, labels, Path(path).parent)
+    keys = [METRIC_ALIASES.get(m, m) for m in y]
+    have = sorted({k for h in got.runs.values() for row in h for k in row})
+    for m, k in zip(y, keys, strict=True):
+        if k not in have:
+            raise ConfigError("--y", m, f"a per-epoch metric of the histories: {', '.join(have)}")
+    group = None
+    if by is not None:
+        flat = {r["label"]: _flat(r) for r in records}
+        field = _resolve_field(by, sorted({k for f in flat.values() for k in f}))
+        group = lambda label: f"{field} = {flat[label].get(field)}"  # noqa: E731
+    return curves(
+        got.runs,
+        [(k, metric_name(k)) for k in keys],
+        path,
+        title=sweep,
+        diverged=got.diverged,
+        by=group,
+    )
 
 
 def _sort_key(v: Any) -> tuple:

@@ -175,6 +175,53 @@ def test_plot_writes_a_figure(filled, tmp_path):
     assert path.stat().st_size > 1000
 
 
+def test_curves_plot_draws_each_chosen_labels_seeds_per_epoch(filled, tmp_path, monkeypatch):
+    from lpfa import plots
+    from lpfa.sweep.report import curves_plot
+
+    seen = {}
+    real = plots.curves
+
+    def spy(runs, panels, path, **kw):
+        seen.update(runs=runs, panels=panels, by=kw["by"])
+        return real(runs, panels, path, **kw)
+
+    monkeypatch.setattr(plots, "curves", spy)
+    path = curves_plot(filled, tmp_path / "c.png", y=["test_accuracy"], only=["a*"], by="rule")
+    assert path.stat().st_size > 1000
+    assert list(seen["runs"]) == ["a"]
+    assert sorted({r["seed"] for r in seen["runs"]["a"]}) == [0, 1, 2]
+    assert [r["test_acc"] for r in seen["runs"]["a"] if r["seed"] == 1] == pytest.approx(
+        [0.0, 0.44, 0.88]
+    )
+    assert seen["panels"] == [("test_acc", "test accuracy")]
+    assert seen["by"]("a") == "channel.rule = bp"
+    curves_plot(filled, tmp_path / "all.png", y=["test_acc", "test_loss"])
+    assert list(seen["runs"]) == ["a", "b"]
+    assert seen["by"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--x", "epoch", "--y", "nosuch"], "a per-epoch metric of the histories: epoch"),
+        (["--x", "epoch", "--y", "test_acc", "--only", "z*"], "no finished run of sweep sw"),
+        (["--x", "epoch", "--y", "test_acc", "--by", "nosuch"], "no such field"),
+        (["--x", "label", "--y", "test_acc", "test_loss"], "one metric"),
+        (["--x", "label", "--y", "test_acc", "--only", "a"], "only with --x epoch"),
+    ],
+)
+def test_plot_cli_refuses_bad_curves_in_one_line(filled, tmp_path, capsys, args, words):
+    from lpfa.cli import main
+
+    out = tmp_path / "c.png"
+    assert main(["plot", str(filled), *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert words in err
+    assert not out.exists()
+
+
 # --- readers only read; files that are no lpfa store ------------------------------------------
 
 
