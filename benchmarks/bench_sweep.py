@@ -1,18 +1,22 @@
-"""The same 8-run sweep packed (one batched run of 8 seeds) against unpacked (8 runs of 1 seed).
+"""The same 8-run sweep packed (one batched run of 8 seeds) against unpacked (8 runs of 1 seed),
+and packed on a process pool (one pack per worker).
 
-Both go through :func:`lpfa.sweep.run_sweep` with the in-process executor into a fresh SQLite
+The first two go through :func:`lpfa.sweep.run_sweep` with the in-process executor (this
+process's BLAS threads), the third with ``executor="process"`` and one worker per core, which
+splits the 8 seeds into one pack per worker (:meth:`lpfa.sweep.spec.Sweep.packs`, ``spread``),
+each worker on one BLAS thread; each into a fresh SQLite
 store, so the time includes what a sweep costs beyond training: building the network, the
 per-epoch test evaluation, and writing the results. The sweep is one configuration × 8 seeds
 (default: Baldi et al.'s 784-100-100-100-100-10 tanh net with RBP on the first 2 000 MNIST
 training images, 1 epoch, batch 100, test on 1 000 images, no angle measurement).
 
 Reported: member-samples per second (8 × epochs × training examples over the sweep's wall time)
-of each variant, the median over blocks with its min–max, and the ratio packed / unpacked taken
-block by block (both measured seconds apart), median with min–max. Blocks are interleaved
-round-robin: block k runs both variants, in an order that alternates with k, after one untimed
-warm-up block. Nothing is asserted about timing.
+of each variant, the median over blocks with its min–max, and the ratios packed / unpacked and
+pool / packed taken block by block (measured seconds apart), median with min–max. Blocks are
+interleaved round-robin: block k runs every variant, in an order rotated by k, after one
+untimed warm-up block. Nothing is asserted about timing.
 
-Runtime: about 1 minute with the defaults (5 blocks); ``--quick`` (2 blocks, 500 examples)
+Runtime: about 1.5 minutes with the defaults (5 blocks); ``--quick`` (2 blocks, 500 examples)
 takes about 15 seconds and its numbers are only a smoke test.
 
     python benchmarks/bench_sweep.py [--quick] [--blocks K] [--n-train N] [--epochs E]
@@ -33,6 +37,7 @@ from pathlib import Path
 from harness import blas_line, cell, interleaved, ratios
 
 from lpfa.sweep import parse_spec, run_sweep
+from lpfa.threads import blas_info, usable_cores
 
 SEEDS = list(range(8))
 
@@ -53,12 +58,19 @@ def spec(args: argparse.Namespace, pack: bool) -> dict:
     }
 
 
-def time_sweep(args: argparse.Namespace, pack: bool, root: Path) -> float:
-    """Wall seconds of one whole sweep into a fresh store."""
-    sweep = parse_spec(spec(args, pack), root=root)
+def time_sweep(args: argparse.Namespace, variant: dict, root: Path) -> float:
+    """Wall seconds of one whole sweep into a fresh store (``variant``: pack, executor,
+    workers)."""
+    sweep = parse_spec(spec(args, variant["pack"]), root=root)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        out = run_sweep(sweep, Path(tmp) / "bench.sqlite", progress=False)
+        out = run_sweep(
+            sweep,
+            Path(tmp) / "bench.sqlite",
+            executor=variant["executor"],
+            workers=variant["workers"],
+            progress=False,
+        )
         seconds = time.perf_counter() - t0
     if out.done != len(SEEDS):
         raise SystemExit(f"the sweep did not finish: {out}")
@@ -79,16 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         args.blocks, args.n_train, args.n_test = 2, 500, 500
     root = Path(__file__).resolve().parents[1]
     samples = len(SEEDS) * args.epochs * args.n_train
-    variants = {"packed (1 run × 8 seeds)": True, "unpacked (8 runs × 1 seed)": False}
-    for pack in variants.values():  # warm-up: data cache, BLAS threads, imports
-        time_sweep(args, pack, root)
+    cores = usable_cores()
+    inline = {"executor": "inline", "workers": None}
+    variants = {
+        f"packed (1 run × 8 seeds, {blas_info()['threads']} BLAS threads)": {
+            "pack": True, **inline
+        },
+        "unpacked (8 runs × 1 seed)": {"pack": False, **inline},
+        f"packed on a pool of {cores} (a pack of {-(-8 // cores)} seeds per worker)": {
+            "pack": True, "executor": "process", "workers": cores
+        },
+    }  # fmt: skip
+    for variant in variants.values():  # warm-up: data cache, BLAS threads, imports
+        time_sweep(args, variant, root)
     cases = {
-        name: functools.partial(lambda p: samples / time_sweep(args, p, root), pack)
-        for name, pack in variants.items()
+        name: functools.partial(lambda v: samples / time_sweep(args, v, root), variant)
+        for name, variant in variants.items()
     }
     rates = interleaved(cases, args.blocks)
     names = list(variants)
     per_block = ratios(rates[names[0]], rates[names[1]])
+    pool = ratios(rates[names[2]], rates[names[0]])
     print(
         f"## sweep packing, {platform.node()}, {args.blocks} blocks, 8 seeds × {args.epochs} "
         f"epoch(s) × {args.n_train} examples, rule {args.rule}\n"
@@ -97,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"| {name} | {cell(rates[name], ',.0f')} |")
     print(f"\npacked / unpacked (per block): {cell(per_block, '.2f')}")
+    print(f"pool / packed (per block): {cell(pool, '.2f')}")
     print(blas_line())
     if args.json:
-        Path(args.json).write_text(json.dumps({"rates": rates, "ratios": per_block}, indent=2))
+        out = {"rates": rates, "ratios": per_block, "pool_ratios": pool}
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -117,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lpfa.sweep.execute import SweepInterrupted, run_sweep
+    from lpfa.sweep.execute import SweepInterrupted, pool_size, run_sweep
     from lpfa.sweep.report import dry_run
     from lpfa.sweep.spec import load_spec
     from lpfa.threads import set_threads
@@ -133,10 +133,12 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.only:
         sweep = _only(sweep, args.only)
     store = Path(args.store) if args.store else Path("results") / f"{sweep.name}.sqlite"
-    if args.dry_run:
-        print(dry_run(sweep, store))
-        return 0
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers", args.workers, "must be >= 1")
     executor = args.executor or ("dask" if args.scheduler or args.local_cluster else "inline")
+    if args.dry_run:
+        print(dry_run(sweep, store, spread=pool_size(executor, args.workers)))
+        return 0
     if executor == "dask" and not (args.scheduler or args.local_cluster):
         raise ConfigError("--executor", "dask", "needs --scheduler ADDRESS or --local-cluster")
     if executor == "dask":
@@ -146,8 +148,6 @@ def _sweep(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--executor", "dask", 'needs Dask: pip install "lpfa[dask]"'
             ) from None
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError("--workers", args.workers, "must be >= 1")
     if not (math.isfinite(args.scheduler_timeout) and args.scheduler_timeout > 0):
         raise ConfigError("--scheduler-timeout", args.scheduler_timeout, "must be > 0 seconds")
     print(

@@ -30,7 +30,14 @@ from lpfa.sweep.executors import (
 from lpfa.sweep.spec import Pack, Sweep
 from lpfa.sweep.store import Store
 
-__all__ = ["EXECUTORS", "SweepInterrupted", "SweepOutcome", "execute_pack", "run_sweep"]
+__all__ = [
+    "EXECUTORS",
+    "SweepInterrupted",
+    "SweepOutcome",
+    "execute_pack",
+    "pool_size",
+    "run_sweep",
+]
 
 
 def execute_pack(
@@ -199,6 +206,14 @@ def run_sweep(
         return _run(sweep, db, executor, **options)
 
 
+def pool_size(executor: str, workers: int | None) -> int:
+    """How many packs run at once: the process pool's workers (default one per core), else 1
+    (in-process, and a Dask cluster, whose size lpfa does not know before it connects)."""
+    from lpfa.threads import usable_cores
+
+    return (workers or usable_cores()) if executor == "process" else 1
+
+
 def _run(
     sweep: Sweep,
     db: Store,
@@ -217,7 +232,7 @@ def _run(
     t0 = time.perf_counter()
     status = db.statuses(sweep.name)
     done = {k for k, s in status.items() if s == "done"}
-    packs = sweep.packs(skip=done)
+    packs = sweep.packs(skip=done, spread=pool_size(executor, workers))
     out = SweepOutcome(sweep.name, len(sweep.runs), sum(r.key in done for r in sweep.runs))
     ids: dict[tuple[str, int], int] = {}
     running = 0

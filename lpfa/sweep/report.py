@@ -304,18 +304,21 @@ def _sort_key(v: Any) -> tuple:
     return (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))
 
 
-def dry_run(sweep: Sweep, store: str | Path | None = None) -> str:
-    """The runs, how they are packed, their status in ``store`` and their cost, as text."""
+def dry_run(sweep: Sweep, store: str | Path | None = None, *, spread: int = 1) -> str:
+    """The runs, how they are packed (for ``spread`` packs at once, :meth:`Sweep.packs`), their
+    status in ``store`` and their cost, as text."""
     status: dict[tuple[str, int], str] = {}
     if store is not None and Path(store).is_file():
         with reading(store) as db:
             status = db.statuses(sweep.name)
     done = {k for k, s in status.items() if s == "done"}
-    packs = sweep.packs()
-    pending = sweep.packs(skip=done)
+    packs = sweep.packs(spread=spread)
+    pending = sweep.packs(skip=done, spread=spread)
     n_cfg = len({r.config_hash for r in sweep.runs})
     how = (
         "all seeds of a configuration together"
+        if sweep.pack is True and len(packs) == n_cfg
+        else f"the seeds of a configuration split for {spread} workers"
         if sweep.pack is True
         else "one seed each"
         if sweep.pack is False

@@ -211,6 +211,41 @@ def test_runs_of_one_config_are_packed_by_seed(pack, sizes):
     assert packs[0].config.seeds == tuple(r.seed for r in packs[0].runs)
 
 
+@pytest.mark.parametrize(
+    ("seeds", "rules", "pack", "spread", "sizes"),
+    [
+        (8, 1, True, 2, [4, 4]),  # one configuration, two workers: a pack each
+        (8, 1, True, 3, [3, 3, 2]),
+        (3, 1, True, 5, [1, 1, 1]),  # never more packs than seeds
+        (3, 2, True, 2, [3, 3]),  # as many configurations as workers: packs stay whole
+        (3, 2, True, 4, [2, 1, 2, 1]),
+        (3, 2, 2, 8, [2, 1, 2, 1]),  # a pack size the spec gives is kept
+        (3, 2, False, 8, [1] * 6),
+    ],
+)
+def test_open_pack_sizes_split_seeds_so_that_every_worker_has_a_pack(
+    seeds, rules, pack, spread, sizes
+):
+    axes = {"channel.rule": ["bp", "rbp"][:rules]}
+    sw = parse_spec(spec(seeds=list(range(seeds)), pack=pack, axes=axes))
+    packs = sw.packs(spread=spread)
+    assert [len(p.runs) for p in packs] == sizes
+    assert sorted(r.key for p in packs for r in p.runs) == sorted(r.key for r in sw.runs)
+    assert all(len({r.config_hash for r in p.runs}) == 1 for p in packs)
+    done = {sw.runs[0].key}  # a resumed sweep splits what is left
+    assert sum(len(p.runs) for p in sw.packs(skip=done, spread=spread)) == len(sw.runs) - 1
+
+
+def test_a_process_pool_gets_one_pack_per_worker_and_the_dry_run_says_so(tmp_path):
+    sw = parse_spec(spec(axes={"channel.rule": ["rbp"]}))
+    run_sweep(sw, tmp_path / "s.sqlite", executor="process", workers=2, progress=False)
+    with Store(tmp_path / "s.sqlite") as db:
+        assert sorted(r["packed_with"] for r in db.records("tiny")) == [[0], [1]]
+    text = dry_run(sw, spread=2)
+    assert "packed into 2 batched runs (the seeds of a configuration split for 2 workers)" in text
+    assert "packed into 1 batched runs (all seeds of a configuration together)" in dry_run(sw)
+
+
 def test_the_dry_run_shows_packing_and_cost():
     sw = parse_spec(spec(seeds=[0, 1, 2], axes={"channel.rule": ["bp", "rbp"]}))
     text = dry_run(sw)
