@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from lpfa import papers
+from lpfa.experiment import collect_store
 from lpfa.names import ConfigError
 from lpfa.plots import curves, pyplot, save
 from lpfa.sweep.spec import load_spec
-from lpfa.sweep.store import reading
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("bp", "rbp", "srbp")
+PERCENT = ("train_acc", "test_acc")  # drawn in %
 STORES = {  # spec -> store, both named after the sweep
     "baldi2018_table1": "baldi2018_table1.sqlite",
     "baldi2018_fig1_sbp": "baldi2018_fig1_sbp.sqlite",
@@ -50,7 +51,9 @@ ACC = [("train_acc", "training accuracy (%)"), ("test_acc", "test accuracy (%)")
 
 def histories(data: Path, spec: str, labels: Sequence[str] | None = None) -> dict[str, list]:
     """label -> per-epoch rows (epoch 1 on) of every finished seed (``member`` = the seed,
-    accuracies in %), for the runs of ``experiments/<spec>.toml`` as it is now."""
+    accuracies in %), for the runs of ``experiments/<spec>.toml`` as it is now; a label with a
+    diverged seed is left out, as every table leaves it (:func:`lpfa.experiment.collect_store`).
+    """
     store = data / STORES[spec]
     if not store.exists():
         raise ConfigError(
@@ -59,26 +62,26 @@ def histories(data: Path, spec: str, labels: Sequence[str] | None = None) -> dic
             f"does not exist; make it with: lpfa sweep experiments/{spec}.toml --store {store}",
         )
     sweep = load_spec(ROOT / "experiments" / f"{spec}.toml")
-    by_hash = {r.config_hash: r.label for r in sweep.runs}
     wanted = list(dict.fromkeys(r.label for r in sweep.runs)) if labels is None else list(labels)
-    out: dict[str, list] = {}
-    with reading(store) as db:
-        for rec in db.records(sweep.name, status="done", config_hashes=set(by_hash)):
-            label = by_hash[rec["config_hash"]]
-            if label not in wanted:
-                continue
-            for row in db.epochs(rec["id"]):
-                if row["epoch"] == 0:  # before training: ~10 %, it would squash the curves
-                    continue
-                row = {**row, "member": rec["seed"]}
-                for key in ("train_acc", "test_acc"):
-                    if row.get(key) is not None:
-                        row[key] = 100 * row[key]
-                out.setdefault(label, []).append(row)
+    got = collect_store(
+        store, sweep.name, wanted, data, config_hashes={r.config_hash for r in sweep.runs}
+    )
+
+    def percent(row: dict) -> dict:
+        return {k: 100 * row[k] for k in PERCENT if row.get(k) is not None}
+
+    out = {
+        label: [
+            {**row, "member": row["seed"], **percent(row)}
+            for row in rows
+            if row["epoch"] != 0  # before training: ~10 %, it would squash the curves
+        ]
+        for label, rows in got.done.items()
+    }
     missing = [label for label in wanted if label not in out]
     if missing:
         print(f"{spec}: no finished runs yet for {', '.join(missing)}", file=sys.stderr)
-    return {label: out[label] for label in wanted if label in out}
+    return out
 
 
 def final(history: list) -> np.ndarray:

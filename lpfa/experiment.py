@@ -21,7 +21,7 @@ import functools
 import io
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +324,14 @@ def collect(out: Path, labels: Sequence[str]) -> Results:
     return Results(out=out, runs=runs, diverged=diverged, seeds=seeds, missing=missing)
 
 
-def collect_store(store: str | Path, sweep: str, labels: Sequence[str], out: Path) -> Results:
+def collect_store(
+    store: str | Path | Any,
+    sweep: str,
+    labels: Sequence[str],
+    out: Path,
+    *,
+    config_hashes: Collection[str] | None = None,
+) -> Results:
     """The finished runs of ``labels`` in one sweep of a results store, as :func:`collect` reads
     run folders, for a script that draws its table and plots from a long sweep.
 
@@ -332,7 +339,9 @@ def collect_store(store: str | Path, sweep: str, labels: Sequence[str], out: Pat
     one ensemble) in seed order; a label
     with a ``diverged`` run is diverged, in the epoch after the last one stored; a label with
     neither is missing. Runs still pending (``running``, ``failed``, ``interrupted``) are left
-    out, so a partly run sweep gives the seeds finished so far.
+    out, so a partly run sweep gives the seeds finished so far. ``store``: a path, or an open
+    :class:`~lpfa.sweep.store.Store`. ``config_hashes``: only runs of these configurations (a
+    spec's runs as it is now, not those an older version of it left in the store).
 
     Raises
     ------
@@ -343,7 +352,7 @@ def collect_store(store: str | Path, sweep: str, labels: Sequence[str], out: Pat
 
     runs, diverged, seeds, missing = {}, {}, {}, []
     with reading(store) as db:
-        records = db.records(sweep, status=FINISHED)
+        records = db.records(sweep, status=FINISHED, config_hashes=config_hashes)
         if not records:
             raise ConfigError("--store", str(store), f"holds no finished run of sweep {sweep!r}")
         for label in labels:

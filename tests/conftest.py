@@ -1,6 +1,9 @@
 """Shared fixtures: the ``xp`` backend fixture with three sides (numpy, the CPU stand-in for
 CuPy, and CuPy itself, marked ``gpu`` and skipped without CUDA), and the device-sync counter."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,6 +82,17 @@ def batch(xp, sizes, n=7, seed=0, dtype="float64", onehot=True):
     else:
         t = rng.standard_normal((n, sizes[-1])).astype(dtype)
     return xp.asarray(x), xp.asarray(t)
+
+
+def experiment_script(script: str | Path):
+    """An experiment script imported as a module: ``experiments/<script>.py``, or the path."""
+    path = Path(script)
+    if path.suffix != ".py":
+        path = Path(__file__).resolve().parents[1] / "experiments" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_concurrently(target, arg_lists, timeout=60):

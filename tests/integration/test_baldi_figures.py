@@ -1,19 +1,15 @@
 """experiments/baldi2018_figures.py draws from the stored sweeps and fails cleanly without them."""
 
-import importlib.util
 import shutil
 from pathlib import Path
+
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def figures():
-    spec = importlib.util.spec_from_file_location(
-        "baldi2018_figures", ROOT / "experiments" / "baldi2018_figures.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("baldi2018_figures")
 
 
 def test_histories_are_the_specs_runs_one_row_per_seed_and_epoch():

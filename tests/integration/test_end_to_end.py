@@ -1,6 +1,5 @@
 """End to end on real data: the CLI, the experiments' --quick runs, reproducibility."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 
 from lpfa.cli import main
 from lpfa.report import read_history
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 # every script that trains; baldi2018_figures only draws the stored sweeps (test_baldi_figures)
@@ -42,11 +42,7 @@ def markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
     return cells[0], cells[2:]
 
 
-def load_experiment(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_experiment = experiment_script
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

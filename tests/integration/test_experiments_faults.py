@@ -6,7 +6,6 @@ signal is involved.
 """
 
 import csv
-import importlib.util
 import json
 import signal
 import subprocess
@@ -15,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "lillicrap2016_fig1_linear.py"
@@ -164,10 +165,7 @@ def test_bad_set_is_one_line_exit_2_and_writes_nothing(tmp_path, setting, field)
 
 
 def load_script(path: Path = SCRIPT):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script(path)
 
 
 def test_quick_never_writes_into_the_full_runs_folder(tmp_path, monkeypatch):

@@ -8,7 +8,6 @@ that agree with the per-seed numbers in its results.csv.
 """
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -20,16 +19,12 @@ from scipy import stats
 from lpfa.config import ConfigError
 from lpfa.experiment import Results
 from lpfa.report import read_history
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(name: str):
-    path = ROOT / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load = experiment_script
 
 
 FIG1 = load("lillicrap2016_fig1_linear")

@@ -1,17 +1,14 @@
 """experiments/lillicrap2016_bp_overfit.py: each run's best epoch comes from its history."""
 
-import importlib.util
 from pathlib import Path
+
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load():
-    path = ROOT / "experiments" / "lillicrap2016_bp_overfit.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("lillicrap2016_bp_overfit")
 
 
 def write_history(folder: Path, accs, losses):

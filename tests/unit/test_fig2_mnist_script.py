@@ -1,19 +1,15 @@
 """experiments/lillicrap2016_fig2_mnist.py --store: the paper-protocol table from a sweep store."""
 
-import importlib.util
 from pathlib import Path
 
 from lpfa.sweep.store import Store
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load():
-    path = ROOT / "experiments" / "lillicrap2016_fig2_mnist.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("lillicrap2016_fig2_mnist")
 
 
 def add(db, sweep, label, seed, errors):

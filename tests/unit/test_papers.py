@@ -1,7 +1,6 @@
 """The papers' numbers: one file per table, one label scheme, read by experiments, sweeps and
 the audit, and joined to results on every row."""
 
-import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -12,6 +11,7 @@ from hwmodels.cli import PRESETS, _results
 from lpfa import config as C
 from lpfa import papers
 from lpfa.sweep import config_hash, load_spec
+from tests.conftest import experiment_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "baldi2018_table1"
@@ -21,11 +21,7 @@ LABEL = re.compile(
 )
 
 
-def experiment(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+experiment = experiment_script
 
 
 def test_baldi_table1_is_read_whole_with_one_label_scheme():
