@@ -8,8 +8,9 @@ A table in a markdown file that is rebuilt from stored runs sits between two mar
 - ``<!-- lpfa:copy PATH [K] -->`` … ``<!-- lpfa:end -->``: the K-th pipe table (default 1) of
   ``docs/data/PATH``, a table that an experiment script wrote from its run folders (its
   ``--plot-only`` writes it again from them);
-- ``<!-- lpfa:runtime GLOB ... -->`` … ``<!-- lpfa:end -->``: what each sweep of the stores
-  ``docs/data/GLOB`` cost to train (:func:`lpfa.sweep.report.runtime_table`).
+- ``<!-- lpfa:runtime GLOB ... -->`` … ``<!-- lpfa:end -->``: what each sweep of the stores,
+  and each experiment of the run folders, matching ``docs/data/GLOB`` cost to train
+  (:func:`lpfa.sweep.report.runtime_table`).
 
 ``lpfa tables`` rewrites every block of the given documents (default: every ``docs/*.md``) from
 what is stored; ``lpfa tables --check`` only says which blocks differ (exit 1 if any).
@@ -91,10 +92,12 @@ def _source(doc: Path, block: Block) -> str:
     if block.kind == "runtime":
         from lpfa.sweep.report import runtime_table
 
-        stores = sorted({p for pattern in block.args for p in data.glob(pattern)})
-        if not stores:
+        found = sorted({p for pattern in block.args for p in data.glob(pattern)})
+        if not found:
             raise ConfigError(block.label, " ".join(block.args), f"in {doc}: no store matches")
-        return runtime_table(stores).strip()
+        stores = [p for p in found if p.is_file()]
+        folders = [p for p in found if p.is_dir() and any(p.rglob("history.csv"))]
+        return runtime_table(stores, folders).strip()
     if not 1 <= len(block.args) <= 2 or (len(block.args) == 2 and not block.args[1].isdigit()):
         raise ConfigError(block.label, " ".join(block.args), f"in {doc}: need PATH [K ≥ 1]")
     path = data / block.args[0]

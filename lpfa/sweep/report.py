@@ -400,20 +400,45 @@ def paper_table(sweep: Sweep, store: str | Path | Store, *, title: str | None = 
     return head + "\n".join(lines) + "\n"
 
 
-def runtime_table(stores: Sequence[str | Path]) -> str:
-    """A markdown table of what each sweep in ``stores`` cost to train, from its stored runs.
+def runtime_table(stores: Sequence[str | Path], folders: Sequence[str | Path] = ()) -> str:
+    """A markdown table of what each stored sweep, and each experiment's run folders, cost to
+    train, from what the runs recorded.
 
-    One row per sweep: its finished runs (done or diverged) of those stored, the batched runs
-    they trained in (a pack of seeds is one batched run, timed once), the training time summed
-    over the batched runs and per batched run (median, min–max), and the BLAS kernel and threads
-    the runs recorded. Runs still pending (running, failed, interrupted) are counted but not
-    timed.
+    One row per sweep of ``stores``: its finished runs (done or diverged) of those stored, the
+    batched runs they trained in (a pack of seeds is one batched run, timed once), the training
+    time summed over the batched runs and per batched run (median, min–max), the BLAS kernel
+    and threads the runs recorded, and the days they ran. Runs still pending (running, failed,
+    interrupted) are counted but not timed. One row per experiment folder of ``folders``: every
+    run folder under it (``config.json`` and ``history.csv``) is one batched run of its seeds,
+    timed by the last ``time_s`` of its history, finished or not (a run folder keeps the
+    epochs an interrupted run trained; folders do not record the day).
     """
     lines = [
-        "| store | sweep | finished runs (of stored) | batched runs | training time, sum (h) "
-        "| per batched run, median (min–max) (min) | BLAS kernel, threads | dates |",
+        "| store or folder | sweep | finished runs (of stored) | batched runs "
+        "| training time, sum (h) | per batched run, median (min–max) (min) "
+        "| BLAS kernel, threads | dates |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def row(name, sweep, done, stored, secs, versions, days) -> str:
+        machines = sorted(
+            {
+                f"{v.get('blas_architecture') or v.get('blas') or '?'}"
+                f"{' (forced)' if v.get('openblas_coretype') else ''}, {v.get('threads', '?')}"
+                for v in versions
+            }
+        )
+        per = (
+            f"{statistics.median(secs) / 60:.1f} ({min(secs) / 60:.1f}–{max(secs) / 60:.1f})"
+            if secs
+            else "—"
+        )
+        span = f"{days[0]} – {days[-1]}" if days else "—"
+        return (
+            f"| {name} | {sweep} | {done} ({stored}) | {len(secs)} | {sum(secs) / 3600:.2f} "
+            f"| {per} | {'; '.join(machines) or '—'} | {span} |"
+        )
+
     for path in stores:
         with reading(path) as db:
             for sweep in db.sweeps():
@@ -421,24 +446,29 @@ def runtime_table(stores: Sequence[str | Path]) -> str:
                 done = [r for r in recs if r["status"] in ("done", "diverged")]
                 packs = {(r["config_hash"], json.dumps(r["packed_with"])): r for r in done}
                 secs = [r["seconds"] for r in packs.values() if r["seconds"] is not None]
-                machines = sorted(
-                    {
-                        f"{v.get('blas_architecture') or v.get('blas') or '?'}"
-                        f"{' (forced)' if v.get('openblas_coretype') else ''}, "
-                        f"{v.get('threads', '?')}"
-                        for v in (r["versions"] or {} for r in done)
-                    }
-                )
                 days = sorted(d[:10] for r in done for d in (r["started"], r["finished"]) if d)
-                per = (
-                    f"{statistics.median(secs) / 60:.1f} ({min(secs) / 60:.1f}–"
-                    f"{max(secs) / 60:.1f})"
-                    if secs
-                    else "—"
-                )
-                span = f"{days[0]} – {days[-1]}" if days else "—"
+                versions = [r["versions"] or {} for r in done]
                 lines.append(
-                    f"| {Path(path).name} | {sweep} | {len(done)} ({len(recs)}) | {len(packs)} "
-                    f"| {sum(secs) / 3600:.2f} | {per} | {'; '.join(machines) or '—'} | {span} |"
+                    row(Path(path).name, sweep, len(done), len(recs), secs, versions, days)
                 )
+    for folder in folders:
+        from lpfa.report import read_history
+        from lpfa.runfiles import read_status
+
+        secs, versions, done, stored = [], [], 0, 0
+        for hist in sorted(Path(folder).rglob("history.csv")):
+            try:
+                saved = json.loads((hist.parent / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not a run folder
+            seeds = len(saved.get("seeds") or [None])
+            stored += seeds
+            if read_status(hist.parent) in ("done", "diverged"):
+                done += seeds
+            times = [r["time_s"] for r in read_history(hist) if r.get("time_s") is not None]
+            if times:
+                secs.append(max(times))
+            versions.append(saved.get("versions") or {})
+        name = f"{Path(folder).name}/"
+        lines.append(row(name, "(run folders)", done, stored, secs, versions, []))
     return "\n".join(lines) + "\n"

@@ -100,3 +100,33 @@ def test_runtime_table_times_each_batched_run_once_and_skips_pending_runs(tmp_pa
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[:6] == ["s.sqlite", "sw", "3 (4)", "2", "0.07", "2.0 (1.0–3.0)"]
     assert cells[6] == "Haswell (forced), 1; SkylakeX, 1"
+
+
+def test_runtime_table_times_every_run_folder_of_an_experiment(tmp_path):
+    import json
+
+    from lpfa.sweep.report import runtime_table
+
+    versions = {"blas_architecture": "SkylakeX", "threads": 2}
+    for label, status, seeds, seconds in (
+        ("a", "done", [0, 1], 90.0),
+        ("b", "interrupted", [0], 30.0),
+    ):
+        run = tmp_path / "exp" / label
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"seeds": seeds, "versions": versions}))
+        (run / "summary.json").write_text(json.dumps({"status": status}))
+        (run / "history.csv").write_text(f"epoch,time_s\n0,0.1\n1,{seconds}\n")
+    (tmp_path / "exp" / "notes").mkdir()  # not a run folder
+    (row,) = runtime_table([], [tmp_path / "exp"]).splitlines()[2:]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells == [
+        "exp/",
+        "(run folders)",
+        "2 (3)",
+        "2",
+        "0.03",
+        "1.0 (0.5–1.5)",
+        "SkylakeX, 2",
+        "—",
+    ]
