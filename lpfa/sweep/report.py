@@ -18,7 +18,8 @@ from typing import Any
 
 from lpfa.config import ConfigError
 from lpfa.data import split_sizes
-from lpfa.report import text_table
+from lpfa.report import read_history, text_table
+from lpfa.runfiles import read_status
 from lpfa.sweep.spec import Sweep
 from lpfa.sweep.store import Store, _flat, _frame, pick_sweep, reading
 
@@ -452,9 +453,6 @@ def runtime_table(stores: Sequence[str | Path], folders: Sequence[str | Path] = 
                     row(Path(path).name, sweep, len(done), len(recs), secs, versions, days)
                 )
     for folder in folders:
-        from lpfa.report import read_history
-        from lpfa.runfiles import read_status
-
         secs, versions, done, stored = [], [], 0, 0
         for hist in sorted(Path(folder).rglob("history.csv")):
             try:
