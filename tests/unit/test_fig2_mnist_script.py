@@ -35,7 +35,7 @@ def test_store_table_stops_every_rule_where_bps_mean_error_is_lowest(tmp_path, c
     assert "| backprop | 2.10 (2.00–2.20) | 2 | 2.4 | -0.30 | ≤ 2.6 | yes |" in text
     assert "| feedback alignment | 2.60 (2.60–2.60) | 1 | 2.1 | +0.50 | ≤ 2.4 | **no** |" in text
     assert "| FA, 50 % of W and B removed |" not in text  # not run yet: no row, but a line
-    assert "Not finished yet: FA, 50 % of W and B removed." in text
+    assert "Not finished yet: FA, 50 % of W and B removed, shallow (output layer only)." in text
     assert (out / "test_error.png").is_file()
     assert mod.main(["--store", str(tmp_path / "s.sqlite"), "--seeds", "2"]) == 2
     assert "--seeds=2: has no effect with --store" in capsys.readouterr().err
