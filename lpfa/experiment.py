@@ -9,6 +9,9 @@ The run folders are the record; everything else is rebuilt from them. A label wh
 an interrupted experiment resumes where it stopped, ``--only`` chunks merge, and ``--plot-only``
 rebuilds ``results.csv``, the table and the plots from what is there. A diverged label is never
 reported with the numbers of the epochs before it diverged: every table and plot marks it.
+A protocol too long for one sitting runs as a resumable sweep instead; :func:`collect_store`
+reads its finished seeds back as the same :class:`Results`, so the script's table and plots are
+drawn from the store as they are from run folders.
 
 Exit status of a script (:func:`script`): 0, or 3 when a label diverged (after writing
 everything else), 2 on bad input (one line naming the field), 130 after Ctrl-C.
