@@ -338,11 +338,11 @@ def collect_store(
     """The finished runs of ``labels`` in one sweep of a results store, as :func:`collect` reads
     run folders, for a script that draws its table and plots from a long sweep.
 
-    A label's history is the rows of its ``done`` runs (one per seed, numbered as the members of
-    one ensemble) in seed order; a label
-    with a ``diverged`` run is diverged, in the epoch after the last one stored; a label with
-    neither is missing. Runs still pending (``running``, ``failed``, ``interrupted``) are left
-    out, so a partly run sweep gives the seeds finished so far. ``store``: a path, or an open
+    A label's history is the rows of its finished runs (one per seed, numbered as the members
+    of one ensemble) in seed order; a label with a ``diverged`` run is diverged, in the epoch
+    after the last one stored; a label with neither is missing. Runs still pending
+    (``running``, ``failed``, ``interrupted``) are left out, so a partly run sweep gives the
+    seeds finished so far. ``store``: a path, or an open
     :class:`~lpfa.sweep.store.Store`. ``config_hashes``: only runs of these configurations (a
     spec's runs as it is now, not those an older version of it left in the store).
 

@@ -3,9 +3,9 @@
 :func:`results` groups the finished runs of a store (mean ± std over the seeds of one
 configuration); :func:`format_table` prints them, :func:`paper_table` sets them next to the
 spec's ``[paper]`` numbers, :func:`plot` draws final metric against a config field,
-:func:`curves_plot` the per-epoch metrics of chosen labels, and
-:func:`dry_run` lists a spec's runs, their packing, status and cost before anything runs, and
-:func:`runtime_table` says what each stored sweep cost to train.
+:func:`curves_plot` the per-epoch metrics of chosen labels, :func:`dry_run` lists a spec's
+runs, their packing, status and cost before anything runs, and :func:`runtime_table` says what
+each stored sweep and experiment cost to train.
 """
 
 from __future__ import annotations
