@@ -260,10 +260,14 @@ class RuntimeRandom:
         self.run = runtime_rng(list(seeds), xp)
         self.diagnostic = runtime_rng(list(seeds), xp, STREAM_DIAGNOSTIC)
         self._current = self.run
+        #: calls made on the run's generator so far (a step that adds none draws nothing)
+        self.draws = 0
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # not set yet (copy, pickle): no forwarding of private names
             raise AttributeError(name)
+        if self._current is self.run:
+            self.draws += 1
         return getattr(self._current, name)
 
     @contextmanager

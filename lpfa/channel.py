@@ -24,6 +24,7 @@ is unflattened), then routed by the max-pool to each window's maximum; g, dropou
 ``error_format`` quantizer and f′ then act on the conv units before the pool.
 """
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,6 +133,10 @@ class FactoredFeedback:
 
     def tick(self) -> None:
         """One training step has passed (fixed factors: nothing changes)."""
+
+    def members(self, sl: slice) -> "FactoredFeedback":
+        """The factors of members ``sl``, as views."""
+        return FactoredFeedback(self.Q[sl], self.P[sl])
 
 
 class Channel:
@@ -273,6 +278,17 @@ class Channel:
                 top = FeedbackArray(xp.asarray(np.stack(tops)))
         rng = RuntimeRandom(list(seeds), xp) if rng is None else rng
         return cls(cfg, L, feedback, per_weight, rng, top)
+
+    def members(self, sl: slice) -> "Channel":
+        """The channel of members ``sl``: its feedback arrays are views of this one's, so
+        adaptive feedback learning in the view learns here (member threads,
+        :class:`lpfa.network.MemberThreads`). It shares this channel's runtime generator."""
+        view = copy.copy(self)
+        view.feedback = {key: fb.members(sl) for key, fb in self.feedback.items()}
+        view.top = None if self.top is None else self.top.members(sl)
+        view.per_weight = None if self.per_weight is None else [p[sl] for p in self.per_weight]
+        view._pending = None
+        return view
 
     @contextmanager
     def observing(self) -> Iterator[None]:

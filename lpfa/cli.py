@@ -1,7 +1,7 @@
 """The ``lpfa`` command line.
 
 lpfa train CONFIG.toml [--set section.field=value ...] [--out DIR] [--threads N] [--quiet] [--table]
-           [--estimate]
+           [--estimate] [--member-threads N]
 """
 
 import argparse
@@ -130,11 +130,12 @@ def _train(args: argparse.Namespace) -> int:
     folder that cannot be written any more (disk full), 130 interrupted (Ctrl-C)."""
     from lpfa.data import load
     from lpfa.runfiles import RunWriter
-    from lpfa.threads import set_threads
+    from lpfa.threads import member_count, set_threads
     from lpfa.training import DivergenceError, preflight, train
 
     cfg = C.load(args.config, args.set)
     set_threads(args.threads)  # before anything is written: a bad value leaves --out untouched
+    member_threads = 1 if args.member_threads is None else member_count(args.member_threads)
     if args.estimate:  # a short calibration on random inputs; nothing is loaded or written
         from lpfa.estimate import estimate, estimate_text
 
@@ -165,7 +166,11 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         result = train(
-            cfg, data=data, progress=None if not args.quiet else False, on_epoch=on_epoch
+            cfg,
+            data=data,
+            progress=None if not args.quiet else False,
+            on_epoch=on_epoch,
+            member_threads=member_threads,
         )
         writer.summary(result.summary, status="done", meta=result.meta)
     except DivergenceError as err:
@@ -224,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         metavar="N",
         help=f"BLAS and OpenMP threads (default: ${ENV_VAR}, else {DEFAULT_THREADS})",
+    )
+    t.add_argument(
+        "--member-threads",
+        metavar="N",
+        help="step the seeds as N sub-ensembles at once, one thread and one BLAS thread each "
+        "(runs whose step draws no runtime noise, on numpy; default 1: the whole ensemble)",
     )
     t.set_defaults(func=_train)
     q = sub.add_parser(

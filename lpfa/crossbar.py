@@ -6,6 +6,7 @@ the signal on its column). It cannot be read backwards: the transposed read that
 is the separate, explicitly named :meth:`Crossbar.transport`, so that whoever uses it can be seen.
 """
 
+import copy
 from types import ModuleType
 
 from lpfa.backend import PRODUCT_BLOCK, add_product, get_xp, is_host
@@ -269,6 +270,18 @@ class Crossbar:
             self.W += dW
         self._finish(db)
 
+    def members(self, sl: slice) -> "Crossbar":
+        """The same array for members ``sl`` only: W, b, mask and momentum are views of this
+        one's, so an update of the view is an update of these members here (member threads)."""
+        if self.device is not None:
+            raise ValueError("a crossbar with device physics has no member views")
+        view = copy.copy(self)
+        view.W, view.b = self.W[sl], self.b[sl]
+        view.mask = None if self.mask is None else self.mask[sl]
+        view._vW = None if self._vW is None else self._vW[sl]
+        view._vb = None if self._vb is None else self._vb[sl]
+        return view
+
     def _momentum_buffers(self) -> None:
         if self._vW is None:
             self._vW = self.xp.zeros_like(self.W)
@@ -329,6 +342,12 @@ class FeedbackArray:
         self.device = None
         if device is not None:
             self.attach(device)
+
+    def members(self, sl: slice) -> "FeedbackArray":
+        """The array of members ``sl``: C is a view of this one's (see :meth:`Crossbar.members`)."""
+        if self.device is not None:
+            raise ValueError("a feedback array with device physics has no member views")
+        return FeedbackArray(self.C[sl])
 
     def attach(self, device) -> None:
         """Make the array physical: C is written through ``device`` (programming error, bounds,

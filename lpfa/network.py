@@ -10,11 +10,15 @@ array's outputs), where the channel's signal arrives routed by the pool to each 
 maximum (see :meth:`Network.route`).
 """
 
+import contextvars
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from lpfa import metrics
 from lpfa.backend import STREAM_INIT, RuntimeRandom, get_xp, member_rng
@@ -26,7 +30,7 @@ from lpfa.devices import ArrayDevice
 from lpfa.quant import quantizer
 from lpfa.wiring import draw
 
-__all__ = ["Network", "activate", "derivative"]
+__all__ = ["MemberThreads", "Network", "activate", "derivative"]
 
 
 def activate(kind: Activation, S, *, exponent: float = 1.0):
@@ -344,8 +348,134 @@ class Network:
             array.tick()
         return outs[-1]
 
+    def members(self, sl: slice) -> "Network":
+        """The network of members ``sl``: every array is a view of this one's, so a step of the
+        view trains those members here. Dense arrays without device physics only."""
+        if self.n_conv or self.devices():
+            raise ValueError("member views need dense arrays without device physics")
+        layers = [layer.members(sl) for layer in self.layers]
+        # the runtime source stays the whole network's (its arrays and channel still hold it);
+        # the view has none of its own, so measuring a view switches no shared stream
+        return Network(layers, self.channel.members(sl), self.model)
+
     def devices(self) -> list:
         """The arrays with device physics (Crossbar and FeedbackArray objects), forward first."""
         fb = [self.channel.feedback[k] for k in sorted(self.channel.feedback)]
         fb += [self.channel.top] if self.channel.top is not None else []
         return [a for a in (*self.layers, *fb) if getattr(a, "device", None) is not None]
+
+
+class MemberThreads:
+    """Steps of a network as sub-ensembles at once, one Python thread each (member threads).
+
+    On a CPU a small net's matrix products parallelise poorly over BLAS threads; splitting the
+    E members into ``parts`` contiguous groups, each stepped by its own thread on views of the
+    network's arrays (:meth:`Network.members`) with one BLAS thread, keeps every core busy
+    (numpy releases the GIL in BLAS and in its element-wise loops). Each member computes what
+    it computes in the whole ensemble (the first layer's shared-input product runs over fewer
+    rows, which may change the last bits of a sum).
+
+    It applies where a step draws nothing from the runtime stream: dropout, stochastic
+    rounding, redrawn feedback and perturbations draw for the whole ensemble in one call, so a
+    split ensemble would draw other numbers. The first step therefore runs on the whole network
+    and counts its draws (:attr:`lpfa.backend.RuntimeRandom.draws`); the threads start from the
+    second step only when it drew none (every draw of lpfa's steps comes at every step, except
+    the weight mirror's scheduled phases, which run whole), and a later draw is an error, not
+    other numbers. Conv nets, device physics, one member and CuPy (one GPU stream) run whole as
+    well. :attr:`reason` says why a network runs whole (None: in threads).
+
+    Parameters
+    ----------
+    net : Network
+    parts : int
+        Threads wanted (≥ 1); at most one per member. With more than one, this object sets
+        the BLAS threads until :meth:`close`: ``parts`` where the network steps and measures
+        whole (before the check, or when it fails), one while the threads run.
+    """
+
+    def __init__(self, net: Network, parts: int):
+        self.net = net
+        self.parts = max(1, min(int(parts), net.n_members))
+        self.reason: str | None = None
+        self._views: list[Network] | None = None
+        self._pool = None
+        self._limit = None  # the BLAS limit this object set (None: it set none)
+        if int(parts) > 1:
+            self._controller = ThreadpoolController()
+            self._blas(int(parts))
+        if self.parts == 1:
+            self.reason = "one member" if net.n_members == 1 else "one thread asked for"
+        elif net.xp is not np:
+            self.reason = "CuPy runs one GPU stream"
+        elif net.n_conv or net.devices():
+            self.reason = "conv arrays and device physics have no member views"
+        elif net.channel.cfg.mirror_ratio is not None:  # draws at some steps only
+            self.reason = "weight mirror phases follow a schedule of steps"
+        elif net.random is None:
+            self.reason = "no runtime stream to check"
+        if self.reason is not None:
+            self.parts = 1
+
+    def step(self, x, t, lr: float, **kw):
+        """:meth:`Network.step` of every member: in threads once the first step drew nothing."""
+        net = self.net
+        if self.parts == 1:
+            return net.step(x, t, lr, **kw)
+        if self._views is None:
+            before = net.random.draws
+            out = net.step(x, t, lr, **kw)
+            if net.random.draws != before:
+                self.reason, self.parts = "the step draws from the runtime stream", 1
+                return out
+            cuts = np.linspace(0, net.n_members, self.parts + 1).round().astype(int)
+            self._slices = [slice(a, b) for a, b in itertools.pairwise(cuts)]
+            self._views = [net.members(sl) for sl in self._slices]
+            self._pool = ThreadPoolExecutor(self.parts, thread_name_prefix="lpfa-members")
+            self._blas(1)
+            return out
+        before = net.random.draws
+        jobs = []
+        for view, sl in zip(self._views, self._slices, strict=True):
+            view.channel.adapting = net.channel.adapting  # the training loop sets the whole's
+            xs = x[sl] if x.ndim == 3 else x
+            # each thread in a copy of this context: numpy's errstate travels with it
+            call = contextvars.copy_context().run
+            jobs.append(self._pool.submit(call, view.step, xs, t, lr, **kw))
+        outs = [job.result() for job in jobs]
+        if net.random.draws != before:  # the first step's count said it never would
+            raise RuntimeError("member threads: a step drew from the runtime stream")
+        return net.xp.concatenate(outs, axis=0)  # (E, B, N_L) in member order
+
+    def map(self, measure) -> dict:
+        """``measure(network)``, a dict of per-member host arrays (E,), for every member: on
+        the sub-ensembles in their threads once the steps run there (joined in member order,
+        inside the whole network's :meth:`Network.observing`), else on the whole network."""
+        if self._views is None:
+            return measure(self.net)
+        with self.net.observing():
+            run = [contextvars.copy_context().run for _ in self._views]
+            jobs = [self._pool.submit(r, measure, v) for r, v in zip(run, self._views, strict=True)]
+            parts = [job.result() for job in jobs]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def _blas(self, n: int) -> None:
+        """BLAS threads ``n`` from now on (the limit before this object's first one comes back
+        at :meth:`close`)."""
+        if self._limit is not None:
+            self._limit.restore_original_limits()
+        self._limit = self._controller.limit(limits=n, user_api="blas")
+
+    def __enter__(self) -> "MemberThreads":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the threads and put BLAS back as it was (the network keeps its state)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._limit is not None:
+            self._limit.restore_original_limits()
+            self._limit = None

@@ -25,6 +25,7 @@ __all__ = [
     "cpu_level",
     "forced_kernel_warning",
     "kernel_warning",
+    "member_count",
     "set_threads",
     "threads_from_env",
     "usable_cores",
@@ -44,13 +45,13 @@ _ALLOWED = "must be a positive integer (threads for BLAS and OpenMP)"
 _limiter = None
 
 
-def _positive_int(value: Any, name: str) -> int:
+def _positive_int(value: Any, name: str, allowed: str = _ALLOWED) -> int:
     """``value`` as a positive int, or a :class:`ConfigError` naming ``name``."""
     n = value
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         n = int(value)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(name, value, _ALLOWED)
+        raise ConfigError(name, value, allowed)
     return n
 
 
@@ -111,6 +112,11 @@ def set_threads(n: int | None = None, *, default: int | None = None) -> int:
         n = _positive_int(n, "threads")
     _limiter = threadpool_limits(limits=n)
     return n
+
+
+def member_count(n: Any) -> int:
+    """``--member-threads``: a positive int, or a :class:`ConfigError` naming the option."""
+    return _positive_int(n, "--member-threads", "must be a positive integer (threads over members)")
 
 
 def usable_cores() -> int:

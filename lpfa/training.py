@@ -17,7 +17,7 @@ from lpfa.alignment import alignment
 from lpfa.backend import device_versions, get_xp, resolve, to_numpy
 from lpfa.config import ConfigError, ModelConfig, RunConfig, conv_shapes
 from lpfa.data import FULL_SIZES, Dataset, as_inputs, load_cached, split_sizes
-from lpfa.network import Network
+from lpfa.network import MemberThreads, Network
 from lpfa.report import BOOKKEEPING, final_rows
 from lpfa.rules import sources
 
@@ -379,6 +379,7 @@ def train(
     data: Dataset | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
+    member_threads: int = 1,
 ) -> RunResult:
     """Train ``cfg.seeds`` as one ensemble and return per-epoch, per-member metrics.
 
@@ -393,6 +394,13 @@ def train(
     on_epoch : callable, optional
         Called with the new history rows (one per member) after each epoch, and after the
         measurement before training (epoch 0), so results can be written as they come.
+    member_threads : int
+        Step the ensemble as this many sub-ensembles at once, one Python thread and one BLAS
+        thread each (:class:`lpfa.network.MemberThreads`: where a step draws nothing from the
+        runtime stream, on numpy, dense nets without device physics; otherwise the run steps
+        whole, with this many BLAS threads). ``meta["member_threads"]`` records the threads
+        used and why the run stepped whole, if it did. Members agree with a whole-ensemble run to
+        float rounding. 1 (default): the whole ensemble in one thread.
 
     Raises
     ------
@@ -422,7 +430,11 @@ def train(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             net = Network.build(cfg, xp)
-            return _run(cfg, xp, data, net, history, progress, on_epoch)
+            stepper = MemberThreads(net, member_threads)
+            try:
+                return _run(cfg, xp, data, net, history, progress, on_epoch, stepper)
+            finally:
+                stepper.close()
         except NUMERICAL_ERRORS as err:
             epoch = history[-1]["epoch"] + 1 if history else 0
             m = None if net is None else _first_nonfinite_member(net)
@@ -439,6 +451,7 @@ def _run(
     history: list[dict[str, Any]],
     progress: bool | None,
     on_epoch: Callable[[list[dict[str, Any]]], None] | None,
+    stepper: MemberThreads,
 ) -> RunResult:
     """The loop of :func:`train`, appending to ``history`` as epochs finish."""
     tc, mc = cfg.train, cfg.model
@@ -461,13 +474,15 @@ def _run(
     step = 0
 
     def record(epoch: int, lr: float, train_stats: dict[str, np.ndarray] | None) -> None:
-        test = evaluate(net, x_te, t_te, y_te, mc.loss, scale=data.scale)
+        # on the sub-ensembles at once where member threads step them
+        test = stepper.map(lambda n: evaluate(n, x_te, t_te, y_te, mc.loss, scale=data.scale))
         diag = None
         # the alignment diagnostics are defined for dense arrays only (not measured on conv nets)
         measured = mc.n_layers > 1 and not mc.conv
         if tc.angle_every is not None and epoch % tc.angle_every == 0 and measured:
             # outputs and three sets of error signals per example: a third of an eval chunk
-            diag = alignment(net, x_probe, t_tr[:probe], chunk=max(1, _eval_chunk(net) // 3))
+            chunk = max(1, _eval_chunk(net) // 3)
+            diag = stepper.map(lambda n: alignment(n, x_probe, t_tr[:probe], chunk=chunk))
         rows = []
         for m, seed in enumerate(cfg.seeds):
             row: dict[str, Any] = {
@@ -511,7 +526,7 @@ def _run(
                 if tc.augment_shift or tc.augment_flip:
                     xb = augment(xb, mc.input_shape, tc.augment_shift, tc.augment_flip, net.random)
                 lr = learning_rate(tc.lr, tc.lr_decay, step)
-                out = net.step(xb, tb, lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
+                out = stepper.step(xb, tb, lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
                 loss_sum = loss_sum + metrics.loss(out, tb, mc.loss)
                 if y_tr is not None:
                     acc_sum = acc_sum + metrics.accuracy(out, y_tr[idx])
@@ -535,6 +550,7 @@ def _run(
         "versions": versions(),
         "seconds": round(time.perf_counter() - started, 2),
         "steps": step,
+        "member_threads": {"threads": stepper.parts, "whole_because": stepper.reason},
     }
     return RunResult(cfg, history, summary, meta, net)
 
