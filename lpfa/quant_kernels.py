@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -69,9 +69,9 @@ class LogKernel:
     def _finish(self, y: Any, r: Any, out: Any, xp: Any, scale: Any) -> None:
         xp.bitwise_and(r, self.exp_mask, out=r)
         m = r.view(y.dtype)  # |2^round(log2|y|)|, never NaN
-        xp.minimum(m, self.high, out=m)
+        xp.minimum(m, _operand(self.high, m, xp), out=m)
         if not self.flush:
-            xp.maximum(m, self.low, out=m)
+            xp.maximum(m, _operand(self.low, m, xp), out=m)
         elif self.flush_add is not None:
             xp.add(m, self.flush_add, out=m)
             xp.subtract(m, self.flush_add, out=m)
@@ -81,6 +81,23 @@ class LogKernel:
         if scale is not None:
             xp.multiply(out, scale, out=out)
         xp.multiply(out, m, out=out)
+
+
+def _operand(value: Any, like: Any, xp: Any) -> Any:
+    """``value`` as the second operand of a minimum or maximum with ``like``: on numpy an array
+    of like's shape, since numpy 2's minimum and maximum with a scalar run about 4x slower than
+    with an array (6-7 µs against 1.6 µs on 10⁴ float32 here); the scalar on other backends."""
+    if xp is not np:
+        return value
+    return _filled(value, like.size).reshape(like.shape)
+
+
+@lru_cache(maxsize=64)
+def _filled(value: Any, n: int) -> np.ndarray:
+    """A read-only array of n copies of ``value`` (a numpy scalar: its dtype)."""
+    a = np.full(n, value)
+    a.flags.writeable = False
+    return a
 
 
 @cache
