@@ -116,6 +116,15 @@ def training_runs(key: str, threads: int, n_train: int) -> dict:
     }
 
 
+def table_rows(key: str, got: dict) -> list[str]:
+    """One table row per layout of net ``key``: its rates and its ratios to the 8 singles."""
+    return [
+        f"| {NETS[key].label} | {name} | {cell(rates, si)} "
+        f"| {cell(ratios(rates, got['8 singles']))} |"
+        for name, rates in got.items()
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nets", nargs="+", default=["baldi", "wide"], choices=sorted(NETS))
@@ -150,11 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             args.blocks,
             progress=True,
         )
-        for name, rates in got.items():
-            lines.append(
-                f"| {NETS[key].label} | {name} | {cell(rates, si)} "
-                f"| {cell(ratios(rates, got['8 singles']))} |"
-            )
+        lines += table_rows(key, got)
     if args.train:
         lines += [
             "",
@@ -178,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.train_blocks,
                 progress=True,
             )
-            for name, rates in got.items():
-                lines.append(
-                    f"| {NETS[key].label} | {name} | {cell(rates, si)} "
-                    f"| {cell(ratios(rates, got['8 singles']))} |"
-                )
+            lines += table_rows(key, got)
     print("\n".join(lines))
     return 0
 
