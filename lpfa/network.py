@@ -351,12 +351,18 @@ class Network:
     def members(self, sl: slice) -> "Network":
         """The network of members ``sl``: every array is a view of this one's, so a step of the
         view trains those members here. Dense arrays without device physics only."""
-        if self.n_conv or self.devices():
-            raise ValueError("member views need dense arrays without device physics")
+        if (why := self.no_member_views()) is not None:
+            raise ValueError(why)
         layers = [layer.members(sl) for layer in self.layers]
         # the runtime source stays the whole network's (its arrays and channel still hold it);
         # the view has none of its own, so measuring a view switches no shared stream
         return Network(layers, self.channel.members(sl), self.model)
+
+    def no_member_views(self) -> str | None:
+        """Why :meth:`members` cannot view this network (conv arrays, device physics), or None."""
+        if self.n_conv or self.devices():
+            return "conv arrays and device physics have no member views"
+        return None
 
     def devices(self) -> list:
         """The arrays with device physics (Crossbar and FeedbackArray objects), forward first."""
@@ -397,7 +403,8 @@ class MemberThreads:
         self.net = net
         self.parts = max(1, min(int(parts), net.n_members))
         self.reason: str | None = None
-        self._views: list[Network] | None = None
+        self._views: list[Network] | None = None  # and their member slices, from step 2 on
+        self._slices: list[slice] = []
         self._pool = None
         self._limit = None  # the BLAS limit this object set (None: it set none)
         if int(parts) > 1:
@@ -407,8 +414,8 @@ class MemberThreads:
             self.reason = "one member" if net.n_members == 1 else "one thread asked for"
         elif net.xp is not np:
             self.reason = "CuPy runs one GPU stream"
-        elif net.n_conv or net.devices():
-            self.reason = "conv arrays and device physics have no member views"
+        elif net.no_member_views() is not None:
+            self.reason = net.no_member_views()
         elif net.channel.cfg.mirror_ratio is not None:  # draws at some steps only
             self.reason = "weight mirror phases follow a schedule of steps"
         elif net.random is None:
