@@ -41,7 +41,6 @@ workers that share a core with another process make small products tens of times
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import itertools
 import json
@@ -58,7 +57,7 @@ from harness import blas_line, cell, ratio_cell, rotated, si
 
 from lpfa.config import Activation, ChannelConfig, Loss, ModelConfig, Rule, RunConfig
 from lpfa.network import Network
-from lpfa.threads import blas_info, set_threads, threads_from_env
+from lpfa.threads import blas_info, heap_settings, hold_freed_memory, set_threads, threads_from_env
 
 try:
     import resource
@@ -490,23 +489,6 @@ def run_blocks(groups: list[list[Case]], blocks: int, seconds: float):
     return rates, faults
 
 
-def fix_malloc_thresholds() -> bool:
-    """Stop glibc from handing freed temporaries back to the OS (and faulting them in again).
-
-    With every configuration's arrays alive in one process, the heap layout decides whether a
-    step's large temporaries (an E = 8 layer's ΔW is megabytes) are trimmed and re-faulted on
-    every step; a single training process does not see this. Fixed thresholds make every
-    configuration run as it would on its own. Returns False where there is no glibc mallopt.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    fixed = libc.mallopt(m_mmap_threshold, 64 << 20)
-    return bool(fixed and libc.mallopt(m_trim_threshold, 1 << 30))
-
-
 # --- reporting ----------------------------------------------------------------------------------
 
 
@@ -665,20 +647,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-mallopt",
         action="store_true",
-        help="leave glibc's malloc thresholds alone (see fix_malloc_thresholds)",
+        help="leave glibc's malloc thresholds alone (lpfa.threads.hold_freed_memory)",
     )
     p.add_argument("--threads", type=int, help="BLAS and PyTorch threads (default: LPFA_THREADS)")
     p.add_argument("--json", type=Path, help="also write every block's rates here")
     args = p.parse_args(argv)
     if args.threads is not None or threads_from_env() is not None:
-        set_threads(args.threads)
+        set_threads(args.threads, hold_memory=not args.no_mallopt)
     quick = args.quick
     args.seconds = args.seconds or (0.1 if quick else 0.5)
     args.blocks = args.blocks or (2 if quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (0.1 if quick else 1.0)
     args.square = args.square or (1024 if quick else 2048)
 
-    mallopt = False if args.no_mallopt else fix_malloc_thresholds()
+    mallopt = heap_settings() if args.no_mallopt else hold_freed_memory()
     threads = blas_info()["threads"]
     torch_ok = False
     torch_version = "left out (--no-torch)" if args.no_torch else "not installed"
@@ -694,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, {blas_line()}; "
         f"torch {torch_version}; data: {args.data}; "
-        f"malloc thresholds {'fixed' if mallopt else 'glibc default'}"
+        f"malloc thresholds {'held (lpfa.threads.HEAP)' if mallopt else 'glibc default'}"
     )
     if blas_info()["blas_kernel_warning"]:  # OPENBLAS_CORETYPE below what the CPU supports
         print(f"warning: {blas_info()['blas_kernel_warning']}")

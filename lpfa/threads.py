@@ -1,4 +1,4 @@
-"""BLAS and OpenMP threads: set deliberately, and reported with every run.
+"""BLAS and OpenMP threads, and the heap: set deliberately, and reported with every run.
 
 OpenBLAS starts as many threads as the machine has cores. For the small matrix products of the
 nets lpfa trains, those threads cost more than they gain, and when any other process keeps a core
@@ -8,8 +8,11 @@ variable, else to :data:`DEFAULT_THREADS`, which ``benchmarks/bench_threads.py``
 of a process pool or a Dask cluster get :func:`worker_threads` each. :func:`blas_info` is what a
 run records about its BLAS library; :func:`kernel_warning` says when OpenBLAS runs a kernel for an
 older CPU than this one (``OPENBLAS_CORETYPE`` forces one), which slows every matrix product.
+:func:`set_threads` also keeps freed memory in the process (:func:`hold_freed_memory`), so that
+the temporaries of a training step do not take fresh pages from the kernel on every step.
 """
 
+import ctypes
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +27,8 @@ __all__ = [
     "cpu_flags",
     "cpu_level",
     "forced_kernel_warning",
+    "heap_settings",
+    "hold_freed_memory",
     "kernel_warning",
     "member_count",
     "set_threads",
@@ -43,6 +48,13 @@ _ALLOWED = "must be a positive integer (threads for BLAS and OpenMP)"
 
 # the limiter that holds the current process-wide limit; kept so that it is not collected
 _limiter = None
+
+#: What :func:`hold_freed_memory` sets in glibc's malloc: arrays up to 32 MiB come from the heap
+#: (not a mapping of their own, given back when freed), and up to 256 MiB of freed memory at the
+#: top of the heap stays with the process.
+HEAP = {"mmap_threshold": 32 << 20, "trim_threshold": 256 << 20}
+_MALLOPT = {"trim_threshold": -1, "mmap_threshold": -3}  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+_heap: dict[str, int] | None = None
 
 
 def _positive_int(value: Any, name: str, allowed: str = _ALLOWED) -> int:
@@ -74,7 +86,9 @@ def threads_from_env(environ: dict[str, str] | None = None) -> int | None:
     return _positive_int(raw, ENV_VAR)
 
 
-def set_threads(n: int | None = None, *, default: int | None = None) -> int:
+def set_threads(
+    n: int | None = None, *, default: int | None = None, hold_memory: bool = True
+) -> int:
     """Limit BLAS and OpenMP threads of this process to ``n``.
 
     Parameters
@@ -85,6 +99,9 @@ def set_threads(n: int | None = None, *, default: int | None = None) -> int:
         The count where neither ``n`` nor ``LPFA_THREADS`` gives one (default
         :data:`DEFAULT_THREADS`); a pool worker passes ``worker_threads(n_workers)``, so that
         ``LPFA_THREADS`` overrides it as well.
+    hold_memory : bool
+        Also keep freed memory in the process (:func:`hold_freed_memory`; default True). False
+        leaves the allocator as it is (a benchmark's baseline).
 
     Returns
     -------
@@ -99,7 +116,8 @@ def set_threads(n: int | None = None, *, default: int | None = None) -> int:
     Notes
     -----
     The limit applies to the libraries loaded when it is called; numpy's BLAS is
-    loaded first. It holds until the next call; it is not undone on return.
+    loaded first. It holds until the next call; it is not undone on return, and neither is
+    :func:`hold_freed_memory`.
     """
     from threadpoolctl import threadpool_limits
 
@@ -111,7 +129,44 @@ def set_threads(n: int | None = None, *, default: int | None = None) -> int:
     else:
         n = _positive_int(n, "threads")
     _limiter = threadpool_limits(limits=n)
+    if hold_memory:
+        hold_freed_memory()
     return n
+
+
+def hold_freed_memory() -> dict[str, int] | None:
+    """Keep freed memory in this process instead of giving it back to the kernel (glibc only).
+
+    glibc's malloc gives an allocation above its mmap threshold (128 KiB at first, then the
+    largest block freed) a mapping of its own, unmapped when freed, and hands the top of the heap
+    back to the kernel once more than its trim threshold is free there. A training step that
+    allocates and frees a few MB of temporaries (device noise, per-example outer products) then
+    faults in fresh, zeroed pages every step: 581 page faults a step on the Baldi net with device
+    physics on every array, 408 with 3-bit quantized updates, each a few µs on a virtual machine
+    (``benchmarks/bench_heap.py`` measures the step with and without). Setting both thresholds
+    (:data:`HEAP`) stops that; the price is that the process keeps up to 256 MiB it no longer
+    uses. Made once per process (:func:`set_threads` calls it); later calls return the same.
+
+    Returns
+    -------
+    dict or None
+        :data:`HEAP`, as applied; None where the C library has no ``mallopt`` (not glibc).
+    """
+    global _heap
+    if _heap is None:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (AttributeError, OSError):  # musl, macOS, Windows: their allocators as they are
+            return None
+        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        if all(mallopt(_MALLOPT[k], v) == 1 for k, v in HEAP.items()):
+            _heap = dict(HEAP)
+    return None if _heap is None else dict(_heap)
+
+
+def heap_settings() -> dict[str, int] | None:
+    """What :func:`hold_freed_memory` set in this process (None: the allocator's defaults)."""
+    return None if _heap is None else dict(_heap)
 
 
 def member_count(n: Any) -> int:

@@ -240,9 +240,10 @@ def learning_rate(lr: float, decay: float, t: int) -> float:
 
 def versions() -> dict[str, Any]:
     """Versions of what produced a result (python, numpy, lpfa, cupy if loaded, git revision),
-    and the BLAS that ran it (library, core type, threads: :func:`lpfa.threads.blas_info`)."""
+    the BLAS that ran it (library, core type, threads: :func:`lpfa.threads.blas_info`) and the
+    heap settings (``heap``: :func:`lpfa.threads.heap_settings`)."""
     import lpfa
-    from lpfa.threads import blas_info
+    from lpfa.threads import blas_info, heap_settings
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "lpfa": lpfa.__version__}
     out.update(device_versions())
@@ -260,6 +261,7 @@ def versions() -> dict[str, Any]:
         pass
     out["host"] = platform.node()
     out.update(blas_info())
+    out["heap"] = heap_settings()
     return out
 
 
