@@ -46,19 +46,26 @@ FLOOR = "ideal + the target's draws alone"
 
 
 def recorded_draws(net, x, t) -> list:
-    """The runtime draws (method, shape, dtype) one training step of ``net`` makes."""
+    """The runtime draws (attribute path, args, kwargs) one training step of ``net`` makes."""
     rng = net.random  # lpfa.backend.RuntimeRandom: forwards every draw to ``_current``
     real, calls = rng._current, []
 
-    class Recorder:
+    class Recorder:  # records every call on the generator or below it (bit_generator.random_raw)
+        def __init__(self, target, path=()):
+            self._target, self._path = target, path
+
         def __getattr__(self, name):
-            def draw(size=None, dtype=np.float64, **kw):
-                calls.append((name, size, dtype))
-                return getattr(real, name)(size, dtype=dtype, **kw)
+            attr, path = getattr(self._target, name), (*self._path, name)
+            if not callable(attr):
+                return Recorder(attr, path)
+
+            def draw(*args, **kw):
+                calls.append((path, args, kw))
+                return attr(*args, **kw)
 
             return draw
 
-    rng._current = Recorder()
+    rng._current = Recorder(real)
     try:
         net.step(x, t, 0.01)
     finally:
@@ -75,8 +82,8 @@ def floor_time(net, draws, gen, x, t, seconds: float, lr: float = 0.01) -> float
     n, start = 0, time.perf_counter()
     while True:
         net.step(x, t, lr)
-        for name, size, dtype in draws:
-            getattr(gen, name)(size, dtype=dtype)
+        for path, args, kw in draws:
+            functools.reduce(getattr, path, gen)(*args, **kw)
         n += 1
         if time.perf_counter() - start >= seconds:
             to_numpy(net.layers[0].W[0, 0, :1])

@@ -7,9 +7,11 @@ arguments with :func:`get_xp`, so one code path serves both backends.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -26,9 +28,11 @@ __all__ = [
     "get_xp",
     "is_host",
     "member_rng",
+    "normal16",
     "resolve",
     "runtime_rng",
     "to_numpy",
+    "uniform16",
 ]
 
 BACKENDS = ("numpy", "cupy", "auto")
@@ -237,6 +241,62 @@ def runtime_rng(seed: int | list[int], xp: ModuleType, stream: int = STREAM_RUNT
     if xp is np:
         return np.random.default_rng(ss)
     return xp.random.default_rng(int(ss.generate_state(1, np.uint64)[0]))
+
+
+# Fast runtime noise on numpy: 16 raw bits per value (a quarter of one 64-bit draw of the bit
+# generator) instead of Generator.standard_normal (8.6 ns a value here) and .random (1.8-3 ns).
+BITS16 = 1 << 16
+
+
+@cache
+def normal_table(dtype: Any) -> np.ndarray:
+    """The 2^16 values a numpy :func:`normal16` draw takes, read-only, as ``dtype``.
+
+    z_k = Φ⁻¹((k + ½) / 2^16), k = 0 … 2^16 − 1, times one factor that makes their mean square
+    exactly 1 (1 + 10⁻⁵): the quantiles at the midpoints of 2^16 equal-probability bins, so a
+    uniform k gives a variable whose CDF is within 10⁻⁵ of the normal one everywhere (half a bin,
+    2^-17, plus the rescale), with mean 0 (the table is symmetric) and variance 1; its tails stop
+    at |z| = 4.32 (probability 1.5·10⁻⁵ beyond).
+    """
+    from scipy.special import ndtri
+
+    z = ndtri((np.arange(BITS16) + 0.5) / BITS16)
+    z /= np.sqrt(np.mean(z * z))
+    table = z.astype(dtype)
+    table.flags.writeable = False
+    return table
+
+
+def _bits16(rng: Any, n: int) -> np.ndarray:
+    """n uniform 16-bit integers from raw draws of ``rng``'s bit generator (one draw per call)."""
+    return rng.bit_generator.random_raw(-(-n // 4)).view(np.uint16)[:n]
+
+
+def normal16(rng: Any, shape: tuple[int, ...], dtype: Any, xp: ModuleType) -> Any:
+    """Standard normal noise of ``shape`` and float ``dtype`` on ``xp``, drawn by ``rng``.
+
+    On numpy each value is :func:`normal_table`'s entry at 16 random bits: about 1.7 ns a value
+    here against 8.6 ns for ``Generator.standard_normal``, whose normals dominated a device step
+    (cycle-to-cycle and read noise). On CuPy the generator's own normals (cuRAND, cheap on a
+    GPU). ``rng`` is a generator of ``xp`` or a :class:`RuntimeRandom`.
+    """
+    if xp is not np:
+        return rng.standard_normal(shape, dtype=dtype)
+    bits = _bits16(rng, math.prod(shape))
+    return np.take(normal_table(np.dtype(dtype)), bits).reshape(shape)
+
+
+def uniform16(rng: Any, shape: tuple[int, ...], dtype: Any, xp: ModuleType) -> Any:
+    """Uniform [0, 1) noise of ``shape`` and float ``dtype`` on ``xp``, drawn by ``rng``.
+
+    On numpy (k + ½) / 2^16 for 16 random bits k: mean exactly ½, the probabilities of a
+    stochastic rounding resolved to 2^-16. On CuPy the generator's ``random``.
+    """
+    if xp is not np:
+        return rng.random(shape, dtype=dtype)
+    u = np.add(_bits16(rng, math.prod(shape)), 0.5, dtype=dtype)
+    u *= u.dtype.type(1.0 / BITS16)
+    return u.reshape(shape)
 
 
 class RuntimeRandom:

@@ -20,7 +20,7 @@ def test_devices_robustness_quick(tmp_path, quick_run):
             assert r[2] == "—"
             assert r[-1].startswith("—")
         else:
-            assert r[-1].startswith(("yes", "no")), r
+            assert r[-1].startswith(("yes", "no", "tie within noise")), r
     # resumable: a second run trains nothing and gives the same table
     before = (out / "table.md").read_text(encoding="utf-8")
     assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0

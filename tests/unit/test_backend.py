@@ -144,3 +144,50 @@ def test_outer_sum_fused_and_two_pass_agree_for_shared_and_own_inputs(xp):
             W = xp.asarray(W0.copy())
             outer_sum(W, xp.asarray(post), xp.asarray(pre), beta=0.5)
             np.testing.assert_allclose(backend.to_numpy(W), want, rtol=1e-4, atol=1e-4)
+
+
+def test_normal_table_is_a_symmetric_unit_variance_quantile_grid():
+    from scipy.special import ndtr
+
+    t = backend.normal_table(np.dtype(np.float64))
+    assert t.shape == (1 << 16,)
+    assert not t.flags.writeable
+    assert np.all(np.diff(t) > 0)
+    np.testing.assert_array_equal(t, -t[::-1])  # mean exactly 0
+    assert abs(np.mean(t * t) - 1.0) < 1e-12
+    # entry k sits at the midpoint of bin k, moved by the rescale by less than half a bin
+    mid = (np.arange(1 << 16) + 0.5) / (1 << 16)
+    assert np.max(np.abs(ndtr(t) - mid)) < 2.0**-17
+    assert 4.3 < t[-1] < 4.35
+    assert backend.normal_table(np.dtype(np.float32)).dtype == np.float32
+
+
+def test_16_bit_draws_are_normal_and_uniform_and_reproducible():
+    from scipy import stats
+
+    rng = backend.runtime_rng(3, np)
+    z = backend.normal16(rng, (400, 500), np.float32, np)
+    assert z.shape == (400, 500)
+    assert z.dtype == np.float32
+    assert stats.kstest(z.ravel(), "norm").pvalue > 1e-3
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    assert abs(z.var() - 1) < 0.01
+    u = backend.uniform16(rng, (200_000,), np.float64, np)
+    k = u * (1 << 16) - 0.5  # the grid (k + 1/2) / 2^16, every k equally likely
+    np.testing.assert_array_equal(k, np.round(k))
+    assert u.min() > 0
+    assert u.max() < 1
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    # same seed, same numbers; the stream moves on between calls
+    again = backend.runtime_rng(3, np)
+    np.testing.assert_array_equal(backend.normal16(again, (400, 500), np.float32, np), z)
+    assert not np.array_equal(backend.normal16(again, (400, 500), np.float32, np), z)
+
+
+def test_16_bit_draws_run_on_the_backend(xp):
+    rng = backend.runtime_rng(0, xp)
+    for draw in (backend.normal16, backend.uniform16):
+        v = draw(rng, (3, 4), np.float32, xp)
+        assert backend.get_xp(v) is xp
+        assert v.shape == (3, 4)
+        assert v.dtype == np.float32

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lpfa import config as C
-from lpfa.backend import runtime_rng, to_numpy
+from lpfa.backend import runtime_rng, to_numpy, uniform16
 from lpfa.devices import PRESETS, ArrayDevice, describe, response
 from lpfa.network import Network
 from tests.conftest import batch, small_config
@@ -281,7 +281,7 @@ def test_runtime_rng_feeds_the_pulse_rounding():
                       runtime_rng(0, np))  # fmt: skip
     W = np.zeros((1, 1, 5))
     dev.write(W, np.full_like(W, 0.5))
-    want = np.floor(0.5 + runtime_rng(0, np).random((1, 1, 5)))
+    want = np.floor(0.5 + uniform16(runtime_rng(0, np), (1, 1, 5), np.float64, np))
     np.testing.assert_array_equal(W, want)
 
 
