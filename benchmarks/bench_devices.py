@@ -11,9 +11,10 @@ with min-max over blocks, and per block the ratio to the ideal step of the same 
 the same block.
 
 The row "ideal + the target's draws alone" is the floor of the target row: the ideal step
-followed by the random numbers the target step draws (same calls, shapes and dtypes: pulse
-rounding, cycle-to-cycle and read noise), with no arithmetic on them. As long as the device
-model draws these numbers, the target row cannot go below it; on a CPU the normals dominate.
+followed by the generator calls the target step makes (same calls and sizes: pulse rounding,
+cycle-to-cycle and read noise; on numpy the raw 64-bit draws behind ``lpfa.backend.uniform16``
+and ``normal16``, 16 bits a value), with no arithmetic on them. The normals' table look-up and
+the uniforms' conversion count as arithmetic, as do the pulse and noise passes over W.
 
     python benchmarks/bench_devices.py [--blocks 8] [--seconds 0.4] [--backend numpy] [--seeds 1]
 """

@@ -139,13 +139,15 @@ def hold_freed_memory() -> dict[str, int] | None:
 
     glibc's malloc gives an allocation above its mmap threshold (128 KiB at first, then the
     largest block freed) a mapping of its own, unmapped when freed, and hands the top of the heap
-    back to the kernel once more than its trim threshold is free there. A training step that
-    allocates and frees a few MB of temporaries (device noise, per-example outer products) then
-    faults in fresh, zeroed pages every step: 581 page faults a step on the Baldi net with device
-    physics on every array, 408 with 3-bit quantized updates, each a few µs on a virtual machine
-    (``benchmarks/bench_heap.py`` measures the step with and without). Setting both thresholds
-    (:data:`HEAP`) stops that; the price is that the process keeps up to 256 MiB it no longer
-    uses. Made once per process (:func:`set_threads` calls it); later calls return the same.
+    back to the kernel once more than its trim threshold is free there. Whether a training step's
+    temporaries then fault in fresh, zeroed pages on every step depends on the heap's layout, so
+    on details of the code and of what else the process holds: the Baldi net's device step before
+    its 16-bit draws faulted 581 pages a step and ran 1.9× slower than with the thresholds held;
+    bench_train's many configurations in one process, 1 360 a step for the 8-member ensemble; the
+    3-bit quantized-update step, 200-280 a step (1-2 % of it). Holding both thresholds
+    (:data:`HEAP`) takes that cliff away (``benchmarks/bench_heap.py`` measures the step with and
+    without); the price is that the process keeps up to 256 MiB it no longer uses. Made once per
+    process (:func:`set_threads` calls it); later calls return the same.
 
     Returns
     -------

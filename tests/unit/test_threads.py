@@ -278,3 +278,48 @@ def test_blas_info_records_the_kernel_warning(monkeypatch):
         assert info["blas_kernel_warning"] == expected
     else:
         assert info["blas_kernel_warning"] is None
+
+
+_HEAP_PROBE = """
+import ctypes, json, sys
+import numpy as np
+from lpfa import threads
+
+threads.set_threads(1, hold_memory=sys.argv[1] == "1")
+page = 4096
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+
+before = rss()
+a = np.ones(20 << 20, dtype=np.uint8)  # 20 MiB, every page touched
+del a
+print(json.dumps({"kept": rss() - before, "heap": threads.heap_settings()}))
+"""
+
+
+def _heap_probe(hold: bool) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _HEAP_PROBE, str(int(hold))], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt, /proc")
+def test_set_threads_holds_freed_memory_in_the_process():
+    held, default = _heap_probe(True), _heap_probe(False)
+    if held["heap"] is None:
+        pytest.skip("the C library has no mallopt (not glibc)")
+    assert held["heap"] == T.HEAP
+    assert default["heap"] is None
+    # glibc maps 20 MiB on its own and unmaps it when freed; held, it stays in the heap
+    assert held["kept"] >= 16 << 20
+    assert default["kept"] < 4 << 20
+
+
+def test_versions_record_the_heap_settings():
+    T.set_threads(1)
+    assert versions()["heap"] == T.heap_settings()
+    assert T.hold_freed_memory() == T.heap_settings()
