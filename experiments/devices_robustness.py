@@ -1,5 +1,5 @@
 """Device physics on every array: BP, RBP, SRBP and sparse / 1-bit-feedback SRBP under each
-non-ideality swept alone, on the Baldi net (issue 15).
+non-ideality swept alone, on the Baldi net or Lillicrap's 784-1000-10 net (issue 15).
 
 Wolters et al. (2023, DFA through NeuroSim) found that BP degrades *less* than DFA under
 compute-in-memory non-idealities. Here the forward arrays W (``model.device``) and the feedback
@@ -14,7 +14,11 @@ the device range −1 … 1 onto weights of ±0.25):
   ``readC``: on the feedback arrays only (BP has none); ``readWC``: both, equal;
 - ``stuckC``: a fraction of the feedback devices stuck at 0.
 
-Net: configs/baldi2018_mnist.toml (784-100×4-10 tanh/softmax, Glorot, lr 0.1, batch 100).
+Net (``--net``): ``baldi``, configs/baldi2018_mnist.toml (784-100×4-10 tanh/softmax, Glorot,
+lr 0.1, batch 100; the default); ``lillicrap``, configs/lillicrap2016_mnist.toml (784-1000-10
+logistic units, U[−0.05, 0.05] weights and feedback, lr 0.1, batch 100, weight decay 1e-6),
+where RBP and SRBP coincide (one hidden layer). The rules below change only the channel fields
+they name, so the feedback scale is the config's.
 Rules: ``bp``, ``rbp``, ``srbp``, ``srbp-sparse1`` (Bernoulli feedback, one non-zero per output
 unit), ``srbp-1bit`` (±1 feedback). Output: one figure per effect (final test accuracy vs
 strength, mean ± std over seeds), ``table.md`` with the accuracy drop of every rule and the
@@ -27,7 +31,8 @@ from a pilot (50 steps of a 5-seed ensemble, one CPU thread of a shared machine)
 ``--quick``: 2 000 images, 1 epoch, 1 seed, BP and SRBP, the middle strength of each effect
 (17 configurations, about 15 s).
 
-    python experiments/devices_robustness.py [--quick] [--seeds N] [--out DIR] [--plot-only]
+    python experiments/devices_robustness.py [--quick] [--seeds N] [--net baldi|lillicrap]
+        [--out DIR] [--plot-only]
 """
 
 import dataclasses
@@ -44,6 +49,8 @@ from lpfa.report import final_rows
 from lpfa.runfiles import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
+NETS = {"baldi": ("baldi2018_mnist.toml", "Baldi net"),
+        "lillicrap": ("lillicrap2016_mnist.toml", "Lillicrap's 784-1000-10 net")}  # fmt: skip
 SCALE = 0.25
 BOUNDS = {"w_min": -1.0, "w_max": 1.0}
 PULSED = {"dw_min": 0.002, **BOUNDS}  # 1 000 states
@@ -74,8 +81,10 @@ def _dev(fields):
     return None if fields is None else C.from_dict(C.DeviceConfig, {**fields, "scale": SCALE})
 
 
-def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConfig]:
-    base = C.load(ROOT / "configs" / "baldi2018_mnist.toml")
+def configs(
+    quick: bool, seeds: int | None, backend: str, net: str = "baldi"
+) -> dict[str, C.RunConfig]:
+    base = C.load(ROOT / "configs" / NETS[net][0])
     base = dataclasses.replace(base, seeds=tuple(range(seeds or (1 if quick else 5))),
                                backend=backend)  # fmt: skip
     base = (
@@ -86,7 +95,7 @@ def configs(quick: bool, seeds: int | None, backend: str) -> dict[str, C.RunConf
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, angle_every=None))
     out = {}
     for rule, ch in RULES.items() if not quick else [(r, RULES[r]) for r in QUICK["rules"]]:
-        channel = C.from_dict(C.ChannelConfig, ch)
+        channel = C.from_dict(C.ChannelConfig, {**C.to_dict(base.channel), **ch})
         out[f"{rule}__ideal__0"] = dataclasses.replace(base, channel=channel)
         for eff, (strengths, _, fields) in EFFECTS.items():
             chosen = strengths if not quick else strengths[QUICK["index"] : QUICK["index"] + 1]
@@ -108,7 +117,7 @@ def final_acc(results: Results, label: str) -> np.ndarray | None:
     return 100 * np.array([r["test_acc"] for r in final_rows(results.runs[label])], dtype=float)
 
 
-def figures(results: Results, out: Path) -> list[Path]:
+def figures(results: Results, out: Path, net: str = "baldi") -> list[Path]:
     plt = pyplot()
     paths = []
     rules = list(dict.fromkeys(k.split("__")[0] for k in results.configs))
@@ -130,7 +139,7 @@ def figures(results: Results, out: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel(xname)
         ax.set_ylabel("final test accuracy (%)")
-        ax.set_title(f"{eff}, swept alone (Baldi net, MNIST)", fontsize=9)
+        ax.set_title(f"{eff}, swept alone ({NETS[net][1]}, MNIST)", fontsize=9)
         ax.legend(fontsize=7)
         path = out / f"devices_{eff}.png"
         save(fig, path)
@@ -187,18 +196,20 @@ def table(results: Results) -> str:
 
 @script
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, "results/devices_robustness").parse_args(argv)
-    results = obtain(args, configs(args.quick, args.seeds, args.backend))
+    p = parser(__doc__, "results/devices_robustness")
+    p.add_argument("--net", default="baldi", choices=tuple(NETS), help="the net (default baldi)")
+    args = p.parse_args(argv)
+    results = obtain(args, configs(args.quick, args.seeds, args.backend, args.net))
     out = results.out
-    figures(results, out)
+    figures(results, out, args.net)
     text = table(results)
     note = ("Drop = ideal accuracy − accuracy with the effect (points of final test accuracy, "
             "mean ± standard error over seeds, paired by seed). 'BP more robust' compares "
             "BP's drop with RBP's and SRBP's; a difference counts only beyond twice its "
             "standard error."
             "\n\n")  # fmt: skip
-    atomic_write_text(out / "table.md", "# Device non-idealities, each alone (Baldi net, MNIST)"
-                      "\n\n" + note + text)  # fmt: skip
+    title = f"# Device non-idealities, each alone ({NETS[args.net][1]}, MNIST)"
+    atomic_write_text(out / "table.md", title + "\n\n" + note + text)
     print(text)
     results.report()
     return results.exit_code

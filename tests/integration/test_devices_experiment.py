@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.integration.test_end_to_end import markdown_table
+from tests.integration.test_end_to_end import ROOT, load_experiment, markdown_table
 
 pytestmark = pytest.mark.slow
 
@@ -25,3 +25,15 @@ def test_devices_robustness_quick(tmp_path, quick_run):
     before = (out / "table.md").read_text(encoding="utf-8")
     assert module.main(["--quick", "--quiet", "--out", str(out)]) == 0
     assert (out / "table.md").read_text(encoding="utf-8") == before
+
+
+def test_devices_robustness_on_lillicraps_net_keeps_its_channel():
+    module = load_experiment(ROOT / "experiments" / "devices_robustness.py")
+    cfgs = module.configs(False, 3, "numpy", "lillicrap")
+    assert set(cfgs) == set(module.configs(False, 3, "numpy", "baldi"))
+    one = cfgs["srbp-1bit__ideal__0"]
+    assert one.model.sizes == (784, 1000, 10)
+    # the rule's fields change, the config's feedback scale stays
+    assert (one.channel.feedback.value, one.channel.feedback_scale) == ("sign", 0.05)
+    assert cfgs["rbp__ideal__0"].channel.feedback.value == "uniform"
+    assert cfgs["bp__readW__0.1"].model.device.read_noise == 0.1
